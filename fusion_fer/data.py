@@ -1,0 +1,353 @@
+"""Dataset readers: FER2013 CSV, FER+ labels, image folders of face crops, folders of photos.
+
+Every reader returns a `FaceDataset`: how to get each image, its label and its split. The
+preprocessing step (`fusion_fer.prepare`) turns any of them into the same cache.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import os
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # FER2013 `emotion` order
+SPLITS = ("Training", "PublicTest", "PrivateTest")  # train / select + stop early / report
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+# Folder-name spellings seen in public FER releases; anything else is an error that lists these.
+CLASS_ALIASES = {
+    "angry": 0, "anger": 0, "disgust": 1, "disgusted": 1, "fear": 2, "fearful": 2, "scared": 2,
+    "happy": 3, "happiness": 3, "sad": 4, "sadness": 4, "surprise": 5, "surprised": 5, "neutral": 6,
+}
+SPLIT_ALIASES = {
+    "train": 0, "training": 0, "val": 1, "valid": 1, "validation": 1, "publictest": 1,
+    "test": 2, "privatetest": 2,
+}
+# FER+ columns, in file order, and where each goes in CLASSES (None: not one of our classes).
+FERPLUS_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF")
+FERPLUS_TO_CLASS = (6, 3, 5, 4, 0, 1, 2, None, None, None)
+
+
+class DatasetError(ValueError):
+    """A dataset file or folder is not what its reader expects; the message names it and the problem."""
+
+
+@dataclass
+class FaceDataset:
+    """Images with labels and splits, from any source.
+
+    Attributes:
+        labels: (N,) int64 class index into CLASSES; -1 where a sample has no usable label.
+        splits: (N,) int8 index into SPLITS.
+        ferplus_labels: (N,) FER+ majority labels (-1: dropped), or None.
+        soft: (N, 7) float32 FER+ vote distribution, or None.
+        images: (N, H, W) uint8 pre-cropped faces held in memory, or None.
+        paths: image files (when `images` is None).
+        needs_detection: True for uncropped photos: MTCNN must find and crop the face.
+        source: where it came from, for the cache's metadata.
+    """
+
+    labels: np.ndarray
+    splits: np.ndarray
+    source: str
+    images: np.ndarray | None = None
+    paths: list[Path] = field(default_factory=list)
+    ferplus_labels: np.ndarray | None = None
+    soft: np.ndarray | None = None
+    needs_detection: bool = False
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Per-split, per-class counts (labelled samples only)."""
+        out = {}
+        for s, name in enumerate(SPLITS):
+            lab = self.labels[(self.splits == s) & (self.labels >= 0)]
+            out[name] = {c: int((lab == k).sum()) for k, c in enumerate(CLASSES)}
+        return out
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
+def read_fer2013_csv(path: str | os.PathLike) -> FaceDataset:
+    """Reads Kaggle's `fer2013.csv` (plain or .csv.gz): columns emotion, pixels, Usage.
+
+    Raises:
+        DatasetError: missing file or columns, a malformed row (named by line), an unknown Usage,
+            or a split with no rows.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such file")
+    images, labels, splits = [], [], []
+    split_of = {s.lower(): i for i, s in enumerate(SPLITS)}
+    with _open_text(path) as f:
+        reader = csv.reader(f)
+        try:
+            header = [h.strip() for h in next(reader)]
+        except StopIteration:
+            raise DatasetError(f"{path}: empty file") from None
+        except (OSError, UnicodeDecodeError, gzip.BadGzipFile) as err:
+            raise DatasetError(f"{path}: not a readable CSV ({err})") from None
+        missing = {"emotion", "pixels", "Usage"} - set(header)
+        if missing:
+            raise DatasetError(f"{path}: missing column(s) {sorted(missing)}; header is {header}")
+        ie, ip, iu = header.index("emotion"), header.index("pixels"), header.index("Usage")
+        for line, row in enumerate(reader, start=2):
+            try:
+                label = int(row[ie])
+                pixels = np.array(row[ip].split(), dtype=np.int32)
+                usage = row[iu].strip()
+            except (IndexError, ValueError) as err:
+                raise DatasetError(f"{path}, line {line}: malformed row ({err})") from None
+            if not 0 <= label < len(CLASSES):
+                raise DatasetError(f"{path}, line {line}: emotion {label} is not in 0..{len(CLASSES) - 1}")
+            side = int(round(np.sqrt(pixels.size)))
+            if pixels.size == 0 or side * side != pixels.size or pixels.min() < 0 or pixels.max() > 255:
+                raise DatasetError(f"{path}, line {line}: pixels must be a square number of values in 0..255, got {pixels.size}")
+            if usage.lower() not in split_of:
+                raise DatasetError(f"{path}, line {line}: Usage '{usage}' is not one of {SPLITS}")
+            if images and pixels.size != images[0].size:
+                raise DatasetError(f"{path}, line {line}: {pixels.size} pixels, but earlier rows have {images[0].size}")
+            images.append(pixels.astype(np.uint8))
+            labels.append(label)
+            splits.append(split_of[usage.lower()])
+    if not images:
+        raise DatasetError(f"{path}: no data rows")
+    side = int(round(np.sqrt(images[0].size)))
+    ds = FaceDataset(
+        labels=np.array(labels, dtype=np.int64), splits=np.array(splits, dtype=np.int8),
+        images=np.stack(images).reshape(-1, side, side), source=str(path.resolve()),
+    )
+    _check_splits(ds, path, required=("Training",))
+    return ds
+
+
+@dataclass
+class FerPlusLabels:
+    """FER+ relabelling, row-aligned with fer2013.csv.
+
+    Attributes:
+        labels: (N,) majority class in CLASSES, or -1 where the row is dropped (no clear majority,
+            or the majority is contempt, unknown or not-a-face).
+        soft: (N, 7) vote distribution over CLASSES (votes for contempt/unknown/NF left out), zeros
+            for rows with no votes on our classes.
+        splits: (N,) int8 index into SPLITS, from the file's Usage column.
+    """
+
+    labels: np.ndarray
+    soft: np.ndarray
+    splits: np.ndarray
+
+
+def ferplus_majority(votes: np.ndarray) -> tuple[int, np.ndarray]:
+    """FER+ majority vote for one row of 10 vote counts, as in Barsoum et al.'s reference code.
+
+    Single votes are dropped as outliers; the top class must then hold more than half of
+    the remaining votes.
+
+    Returns:
+        (class index in CLASSES or -1, (7,) soft label over CLASSES).
+    """
+    v = np.where(votes > 1, votes, 0).astype(np.float64)
+    soft = np.zeros(len(CLASSES), dtype=np.float32)
+    for col, cls in enumerate(FERPLUS_TO_CLASS):
+        if cls is not None:
+            soft[cls] += v[col]
+    if soft.sum() > 0:
+        soft /= soft.sum()
+    total = v.sum()
+    top = int(np.argmax(v))
+    if total == 0 or v[top] <= 0.5 * total or FERPLUS_TO_CLASS[top] is None:
+        return -1, soft
+    return FERPLUS_TO_CLASS[top], soft
+
+
+def read_ferplus(path: str | os.PathLike, expected_rows: int | None = None,
+                 drop_rows: tuple[int, ...] = ()) -> FerPlusLabels:
+    """Reads FER+'s `fer2013new.csv`, aligned by row with fer2013.csv.
+
+    Args:
+        path: the FER+ label file.
+        expected_rows: raise if the file does not have this many data rows (the FER2013 CSV's).
+        drop_rows: 0-based rows whose label is not trusted (set to -1).
+
+    Raises:
+        DatasetError: missing file or columns, a malformed row, or a row count that does not match.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such file")
+    split_of = {s.lower(): i for i, s in enumerate(SPLITS)}
+    labels, softs, splits = [], [], []
+    with _open_text(path) as f:
+        reader = csv.reader(f)
+        header = [h.strip() for h in next(reader, [])]
+        missing = {"Usage", *FERPLUS_COLUMNS} - set(header)
+        if missing:
+            raise DatasetError(f"{path}: missing column(s) {sorted(missing)}; is this FER+'s fer2013new.csv?")
+        cols = [header.index(c) for c in FERPLUS_COLUMNS]
+        iu = header.index("Usage")
+        for line, row in enumerate(reader, start=2):
+            try:
+                votes = np.array([float(row[c]) for c in cols])
+                usage = row[iu].strip()
+            except (IndexError, ValueError) as err:
+                raise DatasetError(f"{path}, line {line}: malformed row ({err})") from None
+            if usage.lower() not in split_of:
+                raise DatasetError(f"{path}, line {line}: Usage '{usage}' is not one of {SPLITS}")
+            label, soft = ferplus_majority(votes)
+            labels.append(label)
+            softs.append(soft)
+            splits.append(split_of[usage.lower()])
+    if expected_rows is not None and len(labels) != expected_rows:
+        raise DatasetError(
+            f"{path}: {len(labels)} rows, but the FER2013 CSV has {expected_rows}; FER+ labels align by row, so both must be complete"
+        )
+    out = FerPlusLabels(np.array(labels, dtype=np.int64), np.stack(softs).astype(np.float32), np.array(splits, dtype=np.int8))
+    for r in drop_rows:
+        out.labels[r] = -1
+    return out
+
+
+def _class_of(folder: Path) -> int:
+    key = folder.name.lower()
+    if key not in CLASS_ALIASES:
+        raise DatasetError(
+            f"{folder}: unknown class folder '{folder.name}'; expected one of {sorted(CLASS_ALIASES)}"
+        )
+    return CLASS_ALIASES[key]
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def _check_splits(ds: FaceDataset, where: Path, required: tuple[str, ...]) -> None:
+    if len(ds) == 0:
+        raise DatasetError(f"{where}: no images found (extensions {sorted(IMAGE_EXTENSIONS)})")
+    for name in required:
+        if not np.any(ds.splits == SPLITS.index(name)):
+            raise DatasetError(f"{where}: the {name} split is empty")
+
+
+_OFFICIAL_PREFIX = re.compile(r"^(Training|PublicTest|PrivateTest)_", re.IGNORECASE)
+
+
+def read_image_folder(root: str | os.PathLike, needs_detection: bool = False, seed: int = 0,
+                      val_fraction: float = 0.1, test_fraction: float = 0.1) -> FaceDataset:
+    """Reads `root/<split>/<class>/*` or `root/<class>/*`.
+
+    The split of a file comes from, in order: a `Training_`/`PublicTest_`/`PrivateTest_` file-name
+    prefix (the Kaggle image release keeps FER2013's official split that way), its split folder
+    (train/training; val/validation/publictest; test/privatetest), or, when there are no split
+    folders, a seeded stratified draw (`val_fraction` to PublicTest, `test_fraction` to PrivateTest).
+
+    Args:
+        root: the folder.
+        needs_detection: the images are uncropped photos (MTCNN will crop the face).
+
+    Raises:
+        DatasetError: a missing folder, an unknown class or split folder, or no images / no training images.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: no such folder")
+    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not subdirs:
+        raise DatasetError(f"{root}: expected class folders ({', '.join(CLASSES)}) or split folders (train, test)")
+    has_splits = all(p.name.lower() in SPLIT_ALIASES for p in subdirs)
+    if not has_splits and any(p.name.lower() in SPLIT_ALIASES for p in subdirs):
+        odd = [p.name for p in subdirs if p.name.lower() not in SPLIT_ALIASES]
+        raise DatasetError(f"{root}: mixes split folders with other folders {odd}; expected only {sorted(SPLIT_ALIASES)}")
+    paths, labels, splits = [], [], []
+    groups = [(d, SPLIT_ALIASES[d.name.lower()]) for d in subdirs] if has_splits else [(root, None)]
+    for split_dir, split in groups:
+        class_dirs = sorted(p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+        for cdir in class_dirs:
+            cls = _class_of(cdir)
+            for f in _images_in(cdir):
+                m = _OFFICIAL_PREFIX.match(f.name)
+                s = SPLITS.index(next(x for x in SPLITS if x.lower() == m.group(1).lower())) if m else split
+                paths.append(f)
+                labels.append(cls)
+                splits.append(-1 if s is None else s)
+    labels_arr = np.array(labels, dtype=np.int64)
+    splits_arr = np.array(splits, dtype=np.int8)
+    if np.any(splits_arr < 0):
+        splits_arr = _stratified_splits(labels_arr, splits_arr, seed, val_fraction, test_fraction)
+    ds = FaceDataset(labels=labels_arr, splits=splits_arr, paths=paths, source=str(root.resolve()),
+                     needs_detection=needs_detection)
+    _check_splits(ds, root, required=("Training",))
+    return ds
+
+
+def _stratified_splits(labels: np.ndarray, splits: np.ndarray, seed: int, val: float, test: float) -> np.ndarray:
+    """Assigns unsplit samples (-1) per class: the first `test` share to PrivateTest, the next `val` to PublicTest."""
+    out = splits.copy()
+    rng = random.Random(seed)
+    for cls in np.unique(labels):
+        idx = [int(i) for i in np.flatnonzero((labels == cls) & (splits < 0))]
+        rng.shuffle(idx)
+        n_test = int(round(len(idx) * test)) if len(idx) >= 3 else 0
+        n_val = int(round(len(idx) * val)) if len(idx) >= 3 else 0
+        for k, i in enumerate(idx):
+            out[i] = 2 if k < n_test else 1 if k < n_test + n_val else 0
+    return out
+
+
+def open_dataset(path: str | os.PathLike, ferplus: str | os.PathLike | None = None,
+                 detect: bool | None = None, drop_rows: tuple[int, ...] = ()) -> FaceDataset:
+    """Opens any supported dataset.
+
+    Args:
+        path: a fer2013 CSV (.csv or .csv.gz) or an image folder.
+        ferplus: FER+ `fer2013new.csv`, to attach soft labels and FER+ majority labels (CSV only).
+            `labels` keep the FER2013 labels; `ferplus_labels` and `soft` get FER+'s.
+        detect: run MTCNN on folder images. None decides from the first image: anything larger
+            than 100 px is taken for an uncropped photo.
+        drop_rows: with `ferplus`, CSV rows whose FER+ label is not trusted.
+    """
+    path = Path(path)
+    if path.is_file() and (path.name.endswith(".csv") or path.name.endswith(".csv.gz")):
+        ds = read_fer2013_csv(path)
+        if ferplus is not None:
+            fp = read_ferplus(ferplus, expected_rows=len(ds), drop_rows=drop_rows)
+            if not np.array_equal(fp.splits, ds.splits):
+                bad = int(np.flatnonzero(fp.splits != ds.splits)[0])
+                raise DatasetError(f"{ferplus}: row {bad} has a different Usage than {path}; the files are not aligned")
+            ds.ferplus_labels, ds.soft = fp.labels, fp.soft
+        return ds
+    if path.is_dir():
+        if ferplus is not None:
+            raise DatasetError("--ferplus labels align with the rows of fer2013.csv; they cannot be used with an image folder")
+        if detect is None:
+            detect = _looks_uncropped(path)
+        return read_image_folder(path, needs_detection=detect)
+    if path.exists():
+        raise DatasetError(f"{path}: expected a fer2013 .csv/.csv.gz file or an image folder")
+    raise DatasetError(f"{path}: no such file or folder")
+
+
+def _looks_uncropped(root: Path) -> bool:
+    from PIL import Image
+
+    for f in sorted(root.rglob("*")):
+        if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS:
+            try:
+                with Image.open(f) as im:
+                    return max(im.size) > 100
+            except OSError:
+                continue
+    return False

@@ -1,0 +1,186 @@
+"""Face detection (facenet-pytorch MTCNN) and the face crop that the model sees.
+
+The crop is calibrated to FER2013's framing: `FaceConfig.crop_scale` and `crop_shift_y` come
+from running MTCNN on upscaled FER2013 training images and comparing its boxes with the 48x48
+frame (`python -m fusion_fer.calibrate --data ...`; figures in docs/calibration.md). So a face in a
+holiday photo reaches the model framed the way the training faces were.
+"""
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+
+from .imageio import ImageInput, load_image
+
+
+@dataclass
+class FaceConfig:
+    """How faces are found and cropped."""
+
+    min_face_fraction: float = 0.08  # smallest face, as a fraction of the image's shorter side
+    min_face_px: int = 20  # ...but never below MTCNN's useful floor (pixels, after downscaling)
+    detect_max_side: int = 960  # detect on a copy whose long side is at most this (speed; boxes are scaled back)
+    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)  # P-, R-, O-net thresholds (facenet-pytorch defaults)
+    min_prob: float = 0.90  # faces below this O-net probability are dropped
+    factor: float = 0.709  # image pyramid step
+    # Calibrated on 2,000 FER2013 training faces (docs/calibration.md): FER's 48 px frame is
+    # 1.08x the MTCNN box side (median; IQR 1.00-1.19), centred 0.011 box sides above the box centre.
+    crop_scale: float = 1.08
+    crop_shift_y: float = -0.011  # + moves the crop down, as a fraction of the box side
+    align: bool = False  # rotate so the eyes are level; off because FER2013 is not (median |roll| 4.4 deg)
+
+
+@dataclass
+class Face:
+    """One detected face, in the pixel coordinates of the input image.
+
+    Attributes:
+        box: (x1, y1, x2, y2).
+        prob: MTCNN's face probability.
+        keypoints: (5, 2) array: eye, eye, nose, mouth corner, mouth corner, as MTCNN orders
+            them (image-left eye first).
+    """
+
+    box: tuple[float, float, float, float]
+    prob: float
+    keypoints: np.ndarray = field(repr=False)
+
+    @property
+    def size(self) -> float:
+        """Side of the box's square equivalent, in pixels."""
+        x1, y1, x2, y2 = self.box
+        return math.sqrt(max(x2 - x1, 1e-6) * max(y2 - y1, 1e-6))
+
+    @property
+    def roll(self) -> float:
+        """Angle of the eye line in degrees (positive: the image-right eye is lower)."""
+        (lx, ly), (rx, ry) = self.keypoints[0], self.keypoints[1]
+        return math.degrees(math.atan2(ry - ly, rx - lx))
+
+
+def _as_rgb_array(image: ImageInput) -> np.ndarray:
+    if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8:
+        return image  # already what we need: skip a copy on the webcam path
+    return np.asarray(load_image(image))
+
+
+class FaceDetector:
+    """Finds every face in an image with MTCNN and crops them the way the model expects.
+
+    The MTCNN weights ship inside the facenet-pytorch wheel: nothing is downloaded.
+    The detector is safe to share between threads (the app serves several requests at once).
+    """
+
+    def __init__(self, config: FaceConfig | None = None, device: str | torch.device = "cpu") -> None:
+        from facenet_pytorch import MTCNN  # heavy import, kept local
+
+        self.config = config or FaceConfig()
+        self.device = torch.device(device)
+        self._mtcnn = MTCNN(device=self.device, keep_all=True, select_largest=True)
+        self._mtcnn.eval()
+        self._lock = threading.Lock()
+
+    def min_face_size(self, height: int, width: int) -> int:
+        """Smallest face (pixels, in the image given to MTCNN) for an image of this size."""
+        return max(self.config.min_face_px, int(round(self.config.min_face_fraction * min(height, width))))
+
+    @torch.inference_mode()
+    def detect(self, image: ImageInput) -> list[Face]:
+        """Detects faces.
+
+        Args:
+            image: path, bytes, PIL image or numpy array (RGB uint8 or grey).
+
+        Returns:
+            Faces sorted largest first; an empty list when there is none.
+
+        Raises:
+            ImageLoadError: the input is not a readable image.
+        """
+        from facenet_pytorch.models.utils.detect_face import detect_face
+
+        rgb = _as_rgb_array(image)
+        h, w = rgb.shape[:2]
+        scale = min(1.0, self.config.detect_max_side / max(h, w))
+        small = rgb if scale == 1.0 else cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        sh, sw = small.shape[:2]
+        min_face = self.min_face_size(sh, sw)
+        if min(sh, sw) < min_face:
+            return []
+        # detect_face is functional, so we pass the minimum size per call instead of mutating
+        # the shared MTCNN object; the lock only guards torch's thread pool from oversubscription.
+        with self._lock:
+            boxes, points = detect_face(
+                small, min_face, self._mtcnn.pnet, self._mtcnn.rnet, self._mtcnn.onet,
+                list(self.config.thresholds), self.config.factor, self.device,
+            )
+        boxes, points = np.asarray(boxes[0]), np.asarray(points[0])
+        faces = []
+        for box, pts in zip(boxes.reshape(-1, 5), points.reshape(-1, 5, 2)):
+            if box[4] < self.config.min_prob:
+                continue
+            x1, y1, x2, y2 = (float(v) / scale for v in box[:4])
+            faces.append(Face((x1, y1, x2, y2), float(box[4]), (pts / scale).astype(np.float32)))
+        faces.sort(key=lambda f: f.size, reverse=True)
+        return faces
+
+    def crop(self, image: ImageInput, face: Face, size: int = 48, align: bool | None = None) -> np.ndarray:
+        """Crops one face; see `crop_face`."""
+        return crop_face(_as_rgb_array(image), face, size, self.config, align)
+
+
+def crop_transform(face: Face, size: int, config: FaceConfig, align: bool | None = None) -> np.ndarray:
+    """The 2x3 affine matrix that maps image pixels to the `size` x `size` face crop."""
+    align = config.align if align is None else align
+    x1, y1, x2, y2 = face.box
+    side = face.size * config.crop_scale
+    cx = (x1 + x2) / 2.0
+    cy = (y1 + y2) / 2.0 + config.crop_shift_y * face.size
+    angle = face.roll if align else 0.0
+    s = size / side
+    a = math.radians(angle)
+    cos, sin = math.cos(a) * s, math.sin(a) * s
+    # rotate by -roll around the crop centre, scale to the output, centre in the output
+    return np.array(
+        [[cos, sin, size / 2.0 - cos * cx - sin * cy],
+         [-sin, cos, size / 2.0 + sin * cx - cos * cy]],
+        dtype=np.float64,
+    )
+
+
+def crop_face(rgb: np.ndarray, face: Face, size: int = 48, config: FaceConfig | None = None,
+              align: bool | None = None) -> np.ndarray:
+    """Makes the square face crop the model sees, framed like FER2013.
+
+    Args:
+        rgb: (H, W, 3) uint8 image the face was detected in.
+        face: the detection.
+        size: output side in pixels.
+        config: crop calibration; defaults to `FaceConfig()`.
+        align: rotate so the eyes are level; defaults to `config.align`.
+
+    Returns:
+        (size, size, 3) uint8 RGB crop. Parts outside the image repeat the border pixels.
+    """
+    config = config or FaceConfig()
+    m = crop_transform(face, size, config, align)
+    side = face.size * config.crop_scale
+    src = rgb
+    # Shrinking a big face straight to 48 px aliases; box-filter it down first, to ~2x the output.
+    k = int(side // (2 * size))
+    if k >= 2:
+        src = np.asarray(Image.fromarray(rgb).reduce(k))
+        m = m.copy()
+        m[:, :2] *= k
+    return cv2.warpAffine(src, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def to_gray(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (H, W) uint8 grey, with the same weights PIL uses for FER-style images."""
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)

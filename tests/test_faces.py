@@ -1,0 +1,71 @@
+"""faces.py: MTCNN finds every real face, none in a blank image, and crops them like FER2013."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from fusion_fer.faces import FaceConfig
+
+
+def test_finds_the_face_in_a_real_photo(detector, hopper_rgb):
+    faces = detector.detect(hopper_rgb)
+    assert len(faces) == 1
+    f = faces[0]
+    x1, y1, x2, y2 = f.box
+    assert f.prob > 0.99
+    # Grace Hopper's face sits in the upper middle of the portrait and is ~180 px wide.
+    assert 120 < x2 - x1 < 260 and 0.3 < (x1 + x2) / 2 / hopper_rgb.shape[1] < 0.7
+    # The keypoints (eyes, nose, mouth corners) lie inside the box, eyes above the mouth.
+    kp = f.keypoints
+    assert np.all((kp[:, 0] > x1) & (kp[:, 0] < x2) & (kp[:, 1] > y1) & (kp[:, 1] < y2))
+    assert kp[0, 1] < kp[3, 1] and kp[1, 1] < kp[4, 1]
+
+
+def test_two_photos_side_by_side_give_two_faces_largest_first(detector, hopper_rgb, astronaut_rgb):
+    small = cv2.resize(astronaut_rgb, (384, 384), interpolation=cv2.INTER_AREA)
+    canvas = np.full((600, 512 + 384, 3), 255, np.uint8)
+    canvas[:, :512] = hopper_rgb
+    canvas[100:484, 512:] = small
+    faces = detector.detect(canvas)
+    assert len(faces) == 2
+    assert faces[0].size > faces[1].size
+    centres = sorted((f.box[0] + f.box[2]) / 2 for f in faces)
+    assert centres[0] < 512 < centres[1]  # one face in each photo
+
+
+def test_blank_image_has_no_face(detector):
+    assert detector.detect(np.full((480, 640, 3), 200, np.uint8)) == []
+    assert detector.detect(np.zeros((8, 8), np.uint8)) == []  # smaller than any face
+
+
+def test_min_face_size_follows_the_image(detector):
+    assert detector.min_face_size(1080, 1920) > detector.min_face_size(480, 640) > detector.min_face_size(100, 100)
+    assert detector.min_face_size(50, 50) == FaceConfig().min_face_px
+
+
+def test_detection_on_a_large_photo_matches_the_original(detector, hopper_rgb):
+    big = cv2.resize(hopper_rgb, (2048, 2400), interpolation=cv2.INTER_CUBIC)
+    a, b = detector.detect(hopper_rgb)[0], detector.detect(big)[0]
+    assert np.allclose(np.array(b.box) / 4.0, a.box, atol=6)  # boxes scaled back to full resolution
+
+
+def test_crop_reproduces_fer2013_framing(detector, hopper_rgb, hopper_crop):
+    """MTCNN on our crop, measured like `fusion_fer.calibrate`, gives the FER2013 framing back."""
+    from fusion_fer.calibrate import measure
+
+    assert hopper_crop.shape == (48, 48, 3) and hopper_crop.dtype == np.uint8
+    stats = measure(cv2.cvtColor(hopper_crop, cv2.COLOR_RGB2GRAY)[None], detector)
+    assert stats["detected"] == 1
+    assert abs(stats["frame_over_box"]["median"] - FaceConfig().crop_scale) < 0.12
+
+
+def test_aligned_crop_levels_the_eyes(detector, hopper_rgb):
+    face = detector.detect(hopper_rgb)[0]
+    h, w = hopper_rgb.shape[:2]
+    rot = cv2.warpAffine(hopper_rgb, cv2.getRotationMatrix2D((w / 2, h / 2), 20, 1.0), (w, h),
+                         borderMode=cv2.BORDER_REPLICATE)
+    tilted = detector.detect(rot)[0]
+    assert abs(tilted.roll - face.roll) > 12  # the photo really is tilted
+    crop = detector.crop(rot, tilted, size=96, align=True)
+    again = detector.detect(cv2.copyMakeBorder(crop, 48, 48, 48, 48, cv2.BORDER_REPLICATE))[0]
+    assert abs(again.roll - face.roll) < 5
