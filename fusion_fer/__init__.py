@@ -1,7 +1,14 @@
-"""fusion_fer: facial expression recognition from face crops and Face Mesh landmarks."""
+"""fusion_fer: facial expression recognition from face crops and Face Mesh landmarks.
+
+    from fusion_fer import load_predictor
+    for face in load_predictor().predict("photo.jpg"):
+        print(face.label, face.confidence, face.box)
+"""
 from .data import CLASSES
 from .faces import Face, FaceConfig, FaceDetector
 from .imageio import ImageLoadError, load_image
+from .predict import FaceResult, Predictor, load_predictor
 
-__all__ = ["CLASSES", "Face", "FaceConfig", "FaceDetector", "ImageLoadError", "load_image"]
+__all__ = ["CLASSES", "Face", "FaceConfig", "FaceDetector", "FaceResult", "ImageLoadError", "Predictor",
+           "load_image", "load_predictor"]
 __version__ = "0.1.0"

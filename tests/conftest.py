@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # tests import the package from this checkout, wherever pytest runs
+sys.path.insert(0, str(ROOT))  # tests import the package (and train.py) from this checkout, wherever pytest runs
 
 SHARED_DATA = Path(os.environ.get("FUSION_FER_SHARED_DATA", ROOT.parent / "shared" / "data"))
 FER_CSV = SHARED_DATA / "fer2013" / "fer2013_reconstructed.csv.gz"

@@ -1,0 +1,195 @@
+"""Evaluation on PrivateTest: accuracy, macro-F1, per-class report, confusion matrix, calibration.
+
+    python -m fusion_fer.evaluate --model artifacts --data cache/fer2013
+    python -m fusion_fer.evaluate --run runs/fused_main --data cache/fer2013 --export artifacts
+
+Model selection and the temperature use PublicTest only; every reported figure is PrivateTest.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data import CLASSES, SPLITS
+from .prepare import load_cache
+from .training import cache_labels, predict_cache
+
+ECE_BINS = 15
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
+    """ECE: mean |accuracy - confidence| over equal-width confidence bins, weighted by bin size."""
+    conf = probs.max(1)
+    correct = probs.argmax(1) == labels
+    edges = np.linspace(0, 1, bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (conf > lo) & (conf <= hi)
+        if m.any():
+            ece += m.mean() * abs(correct[m].mean() - conf[m].mean())
+    return float(ece)
+
+
+def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Temperature T minimising the NLL of softmax(log(probs) / T) (Guo et al. 2017)."""
+    logp = torch.log(torch.as_tensor(probs, dtype=torch.float64).clamp_min(1e-12))
+    y = torch.as_tensor(labels)
+    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200)
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(logp / log_t.exp(), y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return float(log_t.detach().exp())
+
+
+def apply_temperature(probs: np.ndarray, t: float) -> np.ndarray:
+    z = np.log(np.clip(probs, 1e-12, None)) / t
+    z -= z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def summarize(probs: np.ndarray, labels: np.ndarray) -> dict:
+    """Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix."""
+    from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
+
+    pred = probs.argmax(1)
+    p, r, f, s = precision_recall_fscore_support(labels, pred, labels=range(len(CLASSES)), zero_division=0)
+    return {
+        "accuracy": round(float((pred == labels).mean()), 4),
+        "macro_f1": round(float(f1_score(labels, pred, average="macro", labels=range(len(CLASSES)), zero_division=0)), 4),
+        "per_class": {c: {"precision": round(float(p[i]), 4), "recall": round(float(r[i]), 4), "f1": round(float(f[i]), 4),
+                          "support": int(s[i])} for i, c in enumerate(CLASSES)},
+        "confusion_matrix": confusion_matrix(labels, pred, labels=range(len(CLASSES))).tolist(),
+    }
+
+
+def evaluate(model, stats, cache, labels_kind: str = "fer2013", device: str = "cpu") -> dict:
+    """Every figure of metrics.json for one model on one cache."""
+    dev = torch.device(device)
+    labels = cache_labels(cache, labels_kind)
+    out: dict = {"labels": labels_kind, "split": "PrivateTest"}
+    pub = np.flatnonzero((cache.splits == SPLITS.index("PublicTest")) & (labels >= 0))
+    priv = np.flatnonzero((cache.splits == SPLITS.index("PrivateTest")) & (labels >= 0))
+    pub_probs = predict_cache(model, cache, pub, stats, dev, flip=True)
+    priv_flip = predict_cache(model, cache, priv, stats, dev, flip=True)
+    priv_plain = predict_cache(model, cache, priv, stats, dev, flip=False)
+    y = labels[priv]
+    out["faces"] = int(len(priv))
+    out["with_flip"] = summarize(priv_flip, y)
+    out["without_flip"] = summarize(priv_plain, y)
+    out["public_test_accuracy_with_flip"] = round(float((pub_probs.argmax(1) == labels[pub]).mean()), 4)
+    t = fit_temperature(pub_probs, labels[pub])
+    out["calibration"] = {
+        "temperature": round(t, 4),
+        "fitted_on": "PublicTest",
+        "ece_before": round(expected_calibration_error(priv_flip, y), 4),
+        "ece_after": round(expected_calibration_error(apply_temperature(priv_flip, t), y), 4),
+        "bins": ECE_BINS,
+    }
+    found = cache.found[priv]
+    out["landmarks_found_share"] = round(float(found.mean()), 4)
+    pred = priv_flip.argmax(1)
+    out["accuracy_landmarks_found"] = round(float((pred[found] == y[found]).mean()), 4) if found.any() else None
+    out["accuracy_landmarks_missing"] = round(float((pred[~found] == y[~found]).mean()), 4) if (~found).any() else None
+    return out
+
+
+def plot_confusion(cm: list[list[int]], path: Path, title: str) -> None:
+    """Row-normalised confusion matrix with counts, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(cm, dtype=float)
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(7, 6))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(CLASSES)), CLASSES, rotation=45, ha="right")
+    ax.set_yticks(range(len(CLASSES)), CLASSES)
+    ax.set_xlabel("predicted"), ax.set_ylabel("true"), ax.set_title(title)
+    for i in range(len(CLASSES)):
+        for j in range(len(CLASSES)):
+            ax.text(j, i, f"{norm[i, j]:.2f}\n({int(cm[i, j])})", ha="center", va="center", fontsize=7,
+                    color="white" if norm[i, j] > 0.5 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", help="a model folder (config.json + model.safetensors), e.g. artifacts")
+    src.add_argument("--run", help="a training run folder (best.pt), e.g. runs/fused_main")
+    p.add_argument("--data", required=True, help="a prepared cache folder (python -m fusion_fer.prepare)")
+    p.add_argument("--labels", choices=["fer2013", "ferplus"], default=None, help="default: what the model was trained on")
+    p.add_argument("--export", default=None, help="with --run: write the model, metrics and plots to this folder")
+    p.add_argument("--json", default=None, help="also write the metrics to this file")
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args(argv)
+
+    from .artifacts import load_artifacts, save_artifacts
+    from .training import load_run_model
+
+    cache = load_cache(args.data)
+    if args.run:
+        model, stats, tcfg = load_run_model(args.run, args.device)
+        labels_kind = args.labels or tcfg.labels
+    else:
+        model, stats, cfg = load_artifacts(args.model, args.device)
+        labels_kind = args.labels or cfg.get("training", {}).get("labels", "fer2013")
+    metrics = evaluate(model, stats, cache, labels_kind, args.device)
+    metrics["model"] = {"mode": model.config.mode, "parameters": sum(p.numel() for p in model.parameters())}
+    if args.run:
+        run = Path(args.run)
+        summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
+        metrics["training"] = {**summary, "log": "training_log.csv"}
+    if args.export:
+        if not args.run:
+            p.error("--export needs --run")
+        out = Path(args.export)
+        extra = {"training": {**json.loads((Path(args.run) / "args.json").read_text()), **metrics.get("training", {})}}
+        save_artifacts(out, model, stats, temperature=metrics["calibration"]["temperature"], extra=extra)
+        plot_confusion(metrics["with_flip"]["confusion_matrix"], out / "confusion_matrix.png",
+                       f"PrivateTest, flip-averaged: accuracy {metrics['with_flip']['accuracy']:.3f}")
+        for name, dest in (("curves.png", "training_curves.png"), ("log.csv", "training_log.csv")):
+            if (Path(args.run) / name).exists():
+                shutil.copy(Path(args.run) / name, out / dest)
+        _write_metrics(out / "metrics.json", metrics)
+    if args.json:
+        _write_metrics(Path(args.json), metrics)
+    w, n = metrics["with_flip"], metrics["without_flip"]
+    print(f"PrivateTest ({metrics['faces']} faces, labels {labels_kind}): accuracy {w['accuracy']:.4f} with flip, "
+          f"{n['accuracy']:.4f} without; macro-F1 {w['macro_f1']:.4f}")
+    for c, r in w["per_class"].items():
+        print(f"  {c:9s} precision {r['precision']:.3f} recall {r['recall']:.3f} f1 {r['f1']:.3f} (n={r['support']})")
+    cal = metrics["calibration"]
+    print(f"temperature {cal['temperature']:.3f} (PublicTest): ECE {cal['ece_before']:.4f} -> {cal['ece_after']:.4f}")
+    return 0
+
+
+def _write_metrics(path: Path, metrics: dict) -> None:
+    """Merges into an existing metrics.json, so extra sections (ablation, FER+) survive a re-export."""
+    old = json.loads(path.read_text()) if path.exists() else {}
+    old.update(metrics)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(old, indent=2))
+    tmp.replace(path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""The fused classifier: a CNN on the grey face crop, an MLP on the standardised landmarks, a fusion head.
+
+    image (B, 1, S, S) --encode_image-->     (B, Ci) --+
+                                                       +--> head --> logits (B, 7)
+    landmarks (B, 1404), found (B,) --encode_landmarks--> (B, Cl) --+
+
+Faces whose landmarks were not found get a zero landmark feature plus a "missing" flag, and
+training drops the landmarks of random faces (modality dropout) so that case is learnt too.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MODES = ("fused", "image", "landmarks")
+
+
+@dataclass
+class FusionConfig:
+    """Everything that rebuilds a FusionNet; saved in config.json beside the weights."""
+
+    num_classes: int = 7
+    image_size: int = 48  # input side in pixels (grey crops are resized to this)
+    mode: str = "fused"  # fused | image | landmarks (the last two for the ablation)
+    widths: tuple[int, ...] = (32, 64, 128, 256)  # CNN stage widths; each stage halves the resolution after the first
+    depths: tuple[int, ...] = (1, 1, 2, 1)  # residual blocks per stage
+    landmark_dim: int = 468 * 3  # flattened standardised landmarks
+    mlp_widths: tuple[int, ...] = (512, 256)  # landmark MLP hidden sizes
+    mlp_dropout: float = 0.3
+    head_hidden: int = 256  # fusion head hidden size
+    dropout: float = 0.4  # before the last layer
+    modality_dropout: float = 0.25  # training only: share of faces whose landmarks are hidden
+    aux_weight: float = 0.3  # training only: weight of the per-branch auxiliary losses (each branch must learn alone)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"Invalid mode {self.mode!r}. Only {', '.join(MODES)} are supported.")
+        self.widths, self.depths, self.mlp_widths = tuple(self.widths), tuple(self.depths), tuple(self.mlp_widths)
+        if len(self.widths) != len(self.depths):
+            raise ValueError("widths and depths need one entry per stage")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class ResBlock(nn.Module):
+    """Pre-activation-free basic residual block (conv-BN-ReLU-conv-BN + shortcut)."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.short = (
+            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            if stride != 1 or cin != cout else nn.Identity()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        return F.relu(self.bn2(self.conv2(y)) + self.short(x), inplace=True)
+
+
+class ImageEncoder(nn.Module):
+    """Small ResNet for 48-64 px grey faces: (B, 1, S, S) -> (B, widths[-1])."""
+
+    def __init__(self, widths: tuple[int, ...], depths: tuple[int, ...]) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True))
+        layers, cin = [], widths[0]
+        for i, (w, d) in enumerate(zip(widths, depths)):
+            for j in range(d):
+                layers.append(ResBlock(cin, w, stride=2 if (j == 0 and i > 0) else 1))
+                cin = w
+        self.layers = nn.Sequential(*layers)
+        self.out_dim = widths[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layers(self.stem(x))
+        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+
+
+class LandmarkEncoder(nn.Module):
+    """MLP on standardised landmarks: (B, D) -> (B, widths[-1])."""
+
+    def __init__(self, in_dim: int, widths: tuple[int, ...], dropout: float) -> None:
+        super().__init__()
+        layers, d = [], in_dim
+        for w in widths:
+            layers += [nn.Linear(d, w), nn.BatchNorm1d(w), nn.ReLU(inplace=True), nn.Dropout(dropout)]
+            d = w
+        self.net = nn.Sequential(*layers)
+        self.out_dim = d
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+class FusionNet(nn.Module):
+    """CNN + landmark MLP + fusion head (or one branch alone, for the ablation)."""
+
+    def __init__(self, config: FusionConfig | None = None) -> None:
+        super().__init__()
+        self.config = c = config or FusionConfig()
+        feat = 0
+        if c.mode in ("fused", "image"):
+            self.image_encoder = ImageEncoder(c.widths, c.depths)
+            feat += self.image_encoder.out_dim
+        if c.mode in ("fused", "landmarks"):
+            self.landmark_encoder = LandmarkEncoder(c.landmark_dim, c.mlp_widths, c.mlp_dropout)
+            feat += self.landmark_encoder.out_dim + 1  # + the "landmarks found" flag
+        self.fusion = nn.Sequential(nn.Linear(feat, c.head_hidden), nn.BatchNorm1d(c.head_hidden), nn.ReLU(inplace=True))
+        self.classifier = nn.Sequential(nn.Dropout(c.dropout), nn.Linear(c.head_hidden, c.num_classes))
+        if c.mode == "fused" and c.aux_weight > 0:
+            # Per-branch classifiers used only for the training loss: they keep the CNN from
+            # leaning on the landmarks (and vice versa), so each branch is useful on its own.
+            self.aux_image = nn.Linear(self.image_encoder.out_dim, c.num_classes)
+            self.aux_landmarks = nn.Linear(self.landmark_encoder.out_dim, c.num_classes)
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 1, S, S) float images, standardised as `transforms.to_tensor` does -> (B, Ci)."""
+        return self.image_encoder(images)
+
+    def encode_landmarks(self, landmarks: torch.Tensor, found: torch.Tensor) -> torch.Tensor:
+        """(B, 1404) standardised landmarks, (B,) found flags -> (B, Cl + 1); zeros where not found."""
+        f = found.to(landmarks.dtype).unsqueeze(1)
+        return torch.cat([self.landmark_encoder(landmarks * f) * f, f], dim=1)
+
+    def forward_features(self, images: torch.Tensor, landmarks: torch.Tensor, found: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Branch features and the fused feature, for the head and the auxiliary losses."""
+        c = self.config
+        feats: dict[str, torch.Tensor] = {}
+        parts = []
+        if c.mode in ("fused", "image"):
+            feats["image"] = self.encode_image(images)
+            parts.append(feats["image"])
+        if c.mode in ("fused", "landmarks"):
+            lm = self.encode_landmarks(landmarks, found)
+            feats["landmarks"] = lm[:, :-1]
+            parts.append(lm)
+        feats["fused"] = self.fusion(torch.cat(parts, dim=1))
+        return feats
+
+    def head(self, fused: torch.Tensor) -> torch.Tensor:
+        """(B, head_hidden) -> (B, num_classes) logits."""
+        return self.classifier(fused)
+
+    def forward(self, images: torch.Tensor, landmarks: torch.Tensor, found: torch.Tensor) -> torch.Tensor:
+        """Logits (B, num_classes). `images` (B, 1, S, S); `landmarks` (B, 1404); `found` (B,) bool."""
+        return self.head(self.forward_features(images, landmarks, found)["fused"])
+
+    def training_loss(self, images, landmarks, found, targets, criterion) -> tuple[torch.Tensor, torch.Tensor]:
+        """Main loss plus the auxiliary branch losses; returns (loss, main logits)."""
+        feats = self.forward_features(images, landmarks, found)
+        logits = self.head(feats["fused"])
+        loss = criterion(logits, targets)
+        if hasattr(self, "aux_image"):
+            w = self.config.aux_weight
+            loss = loss + w * criterion(self.aux_image(feats["image"]), targets)
+            m = found.bool()
+            if m.any():
+                loss = loss + w * criterion(self.aux_landmarks(feats["landmarks"][m]), targets[m])
+        return loss, logits
+
+
+@torch.inference_mode()
+def flip_average(model: FusionNet, images: torch.Tensor, landmarks: torch.Tensor,
+                 landmarks_flipped: torch.Tensor, found: torch.Tensor) -> torch.Tensor:
+    """Test-time flip averaging in one forward pass.
+
+    Args:
+        images: (B, 1, S, S); their horizontal flips are made here.
+        landmarks: (B, 1404) standardised landmarks of the faces.
+        landmarks_flipped: (B, 1404) standardised *mirrored* landmarks (`landmarks.mirror` before
+            standardising), i.e. what the mesh would give on the flipped faces.
+        found: (B,) landmark flags.
+
+    Returns:
+        (B, num_classes) logits whose softmax is the mean of both views' probabilities
+        (log of the averaged probabilities).
+    """
+    b = images.shape[0]
+    x = torch.cat([images, torch.flip(images, dims=[3])])
+    z = torch.cat([landmarks, landmarks_flipped])
+    f = torch.cat([found, found])
+    probs = torch.softmax(model(x, z, f).float(), dim=1)
+    return torch.log((probs[:b] + probs[b:]) / 2)

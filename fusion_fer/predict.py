@@ -1,0 +1,166 @@
+"""The single inference entry point: `Predictor.predict(image) -> list[FaceResult]`.
+
+    from fusion_fer import load_predictor
+    p = load_predictor()                 # the shipped artifacts/
+    for face in p.predict("photo.jpg"):
+        print(face.label, face.probs["happy"], face.box)
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .artifacts import load_artifacts
+from .faces import Face, FaceConfig, FaceDetector, crop_face, to_gray
+from .imageio import ImageInput, load_image
+from .landmarks import FaceMesh, MeshConfig
+from .model import flip_average
+from .transforms import images_to_tensor, landmark_features
+
+
+@dataclass
+class FaceResult:
+    """One face's prediction.
+
+    Attributes:
+        box: (x1, y1, x2, y2) in the input image's pixels (the whole image with detect=False).
+        label: the most probable class.
+        probs: {class: probability} over all 7 classes, summing to 1.
+        landmarks: (468, 3) mesh points in input-image pixels (z in the same scale as x), or None
+            when the mesh found none.
+        detection_prob: MTCNN's face probability (1.0 with detect=False).
+    """
+
+    box: tuple[float, float, float, float]
+    label: str
+    probs: dict[str, float]
+    landmarks: np.ndarray | None = field(default=None, repr=False)
+    detection_prob: float = 1.0
+
+    @property
+    def confidence(self) -> float:
+        return self.probs[self.label]
+
+    def to_dict(self, with_landmarks: bool = False) -> dict:
+        """JSON-friendly form."""
+        d = {"box": [round(float(v), 1) for v in self.box], "label": self.label, "confidence": round(self.confidence, 4),
+             "probs": {k: round(v, 4) for k, v in self.probs.items()}, "detection_prob": round(self.detection_prob, 4),
+             "landmarks_found": self.landmarks is not None}
+        if with_landmarks and self.landmarks is not None:
+            d["landmarks"] = np.round(self.landmarks[:, :2], 1).tolist()
+        return d
+
+
+class Predictor:
+    """Face detection -> crop -> Face Mesh -> fused classifier, with flip averaging.
+
+    Build it once (it loads MTCNN, Face Mesh and the model) and call `predict` per image.
+    Safe to call from several threads.
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None, device: str = "cpu", flip: bool = True) -> None:
+        self.device = torch.device(device)
+        self.model, self.stats, self.config = load_artifacts(path, self.device)
+        self.model = self.model.to(memory_format=torch.channels_last)
+        self.classes: tuple[str, ...] = tuple(self.config["classes"])
+        self.temperature = float(self.config.get("temperature", 1.0))
+        self.flip = flip
+        self.face_config = FaceConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in self.config["face"].items()})
+        self.crop_size = 48  # the cache's crop size: the mesh runs on what training's mesh saw
+        self.detector = FaceDetector(self.face_config, device=self.device)
+        self.mesh = FaceMesh(MeshConfig(**self.config["mesh"]))
+
+    def predict(self, image: ImageInput, detect: bool = True) -> list[FaceResult]:
+        """Predicts the expression of every face.
+
+        Args:
+            image: path, bytes, PIL image or numpy array (RGB uint8 or grey).
+            detect: False treats the whole image as one face crop (like FER2013 images).
+
+        Returns:
+            One FaceResult per face, largest first; an empty list when no face is found.
+
+        Raises:
+            ImageLoadError: the input is not a readable image.
+        """
+        is_rgb = isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8
+        rgb = image if is_rgb else np.asarray(load_image(image))  # webcam frames skip a copy
+        if not detect:
+            h, w = rgb.shape[:2]
+            return self._classify([to_gray(rgb)], [Face((0.0, 0.0, float(w), float(h)), 1.0, np.zeros((5, 2), np.float32))],
+                                  whole_image=True)
+        faces = self.detector.detect(rgb)
+        if not faces:
+            return []
+        crops = [to_gray(crop_face(rgb, f, self.crop_size, self.face_config)) for f in faces]
+        return self._classify(crops, faces)
+
+    def predict_batch(self, images: list[ImageInput], detect: bool = False) -> list[list[FaceResult]]:
+        """Predicts many images; with detect=False (face crops) all go through the model in one batch."""
+        if detect:
+            return [self.predict(im, detect=True) for im in images]
+        grays = []
+        boxes = []
+        for im in images:
+            rgb = np.asarray(load_image(im))
+            grays.append(to_gray(rgb))
+            h, w = rgb.shape[:2]
+            boxes.append(Face((0.0, 0.0, float(w), float(h)), 1.0, np.zeros((5, 2), np.float32)))
+        return [[r] for r in self._classify(grays, boxes, whole_image=True)]
+
+    @torch.inference_mode()
+    def _classify(self, grays: list[np.ndarray], faces: list[Face], whole_image: bool = False) -> list[FaceResult]:
+        import cv2
+
+        size = self.crop_size
+        crops = np.stack([g if g.shape == (size, size) else
+                          cv2.resize(g, (size, size), interpolation=cv2.INTER_AREA if min(g.shape) > size else cv2.INTER_CUBIC)
+                          for g in grays])
+        pts = [self.mesh(c) for c in crops]
+        found = np.array([p is not None for p in pts])
+        points = np.stack([p if p is not None else np.zeros((468, 3), np.float32) for p in pts])
+        z, zm = landmark_features(points, found, self.stats)
+        x = images_to_tensor(crops, self.model.config.image_size).to(self.device).contiguous(memory_format=torch.channels_last)
+        zt, zmt, ft = (torch.from_numpy(a).to(self.device) for a in (z, zm, found))
+        if self.flip:
+            logp = flip_average(self.model, x, zt, zmt, ft)
+        else:
+            logp = torch.log_softmax(self.model(x, zt, ft).float(), dim=1)
+        probs = torch.softmax(logp / self.temperature, dim=1).cpu().numpy()
+        results = []
+        for i, face in enumerate(faces):
+            p = {c: float(v) for c, v in zip(self.classes, probs[i])}
+            lm = None
+            if found[i]:
+                lm = _points_to_image(points[i], face, size, self.face_config, whole_image)
+            results.append(FaceResult(face.box, max(p, key=p.get), p, lm, face.prob))
+        return results
+
+
+def _points_to_image(points: np.ndarray, face: Face, size: int, config: FaceConfig, whole_image: bool) -> np.ndarray:
+    """Crop-unit landmarks -> pixels of the input image (inverting the crop's affine map)."""
+    import cv2
+
+    from .faces import crop_transform
+
+    out = points.astype(np.float64).copy()
+    if whole_image:
+        x1, y1, x2, y2 = face.box
+        out[:, 0] *= x2 - x1
+        out[:, 1] *= y2 - y1
+        out[:, 2] *= x2 - x1
+        return out.astype(np.float32)
+    m = crop_transform(face, size, config)
+    inv = cv2.invertAffineTransform(m)
+    xy = out[:, :2] * size
+    out[:, :2] = xy @ inv[:, :2].T + inv[:, 2]
+    out[:, 2] *= size * np.sqrt(abs(np.linalg.det(inv[:, :2])))
+    return out.astype(np.float32)
+
+
+def load_predictor(path: str | os.PathLike | None = None, device: str = "cpu", flip: bool = True) -> Predictor:
+    """Loads the shipped model (`artifacts/` in this package's checkout) or the model folder at `path`."""
+    return Predictor(path, device=device, flip=flip)

@@ -1,0 +1,288 @@
+"""The training loop: class-balanced sampling, AdamW + warm-up + cosine, early stopping on
+PublicTest, a checkpoint every epoch (atomic) and `--resume`.
+
+`train.py` is the command line; this module is what tests and scripts import.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .data import CLASSES, SPLITS
+from .landmarks import LandmarkStats, normalize
+from .model import FusionConfig, FusionNet, flip_average
+from .prepare import Cache
+from .transforms import AugmentConfig, augment_batch, images_to_tensor, landmark_features
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings; saved as args.json beside the weights."""
+
+    epochs: int = 40
+    batch_size: int = 128
+    lr: float = 2e-3  # AdamW peak learning rate
+    weight_decay: float = 0.05
+    warmup_epochs: float = 2.0  # linear warm-up, then cosine to zero
+    label_smoothing: float = 0.1
+    balance_power: float = 0.5  # sampler weight per class = count ** -power (0: natural mix, 1: fully balanced)
+    patience: int = 12  # stop when PublicTest accuracy has not improved for this many epochs
+    labels: str = "fer2013"  # fer2013 | ferplus
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    bf16: bool = True  # bfloat16 autocast (2x faster on CPUs with AVX512-BF16, and on GPUs)
+    max_minutes: float | None = None  # stop (resumably) after this much training time in this process
+    model: FusionConfig = field(default_factory=FusionConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        if self.labels not in ("fer2013", "ferplus"):
+            raise ValueError(f"Invalid labels {self.labels!r}. Only fer2013 and ferplus are supported.")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"Invalid device {self.device!r}. Only auto, cpu and cuda are supported.")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but torch sees no CUDA GPU")
+    return torch.device(name)
+
+
+def cache_labels(cache: Cache, labels: str) -> np.ndarray:
+    """The label array training uses: FER2013's, or FER+ majority labels (-1 = not used)."""
+    if labels == "ferplus":
+        if cache.ferplus_labels is None:
+            raise ValueError("--labels ferplus needs a cache prepared with --ferplus fer2013new.csv")
+        return cache.ferplus_labels
+    return cache.labels
+
+
+def fit_landmark_stats(cache: Cache, train_idx: np.ndarray) -> LandmarkStats:
+    """Landmark mean/std over the training faces that have landmarks."""
+    return LandmarkStats.fit(normalize(cache.landmarks[train_idx]), cache.found[train_idx])
+
+
+def sampler_weights(labels: np.ndarray, power: float) -> np.ndarray:
+    counts = np.bincount(labels, minlength=len(CLASSES)).astype(np.float64)
+    per_class = np.where(counts > 0, np.maximum(counts, 1) ** -power, 0.0)
+    w = per_class[labels]
+    return w / w.sum()
+
+
+def channels_last_ok(config: FusionConfig) -> torch.memory_format:
+    """channels_last speeds CPU convolutions ~1.5x, but oneDNN in torch 2.15 corrupts memory in the
+    backward pass of convolutions with fewer than 16 channels, so tiny models stay contiguous."""
+    return torch.channels_last if min(config.widths) >= 16 else torch.contiguous_format
+
+
+def lr_at(step: float, total: float, warmup: float, base: float) -> float:
+    """Linear warm-up to `base`, then cosine annealing to zero."""
+    if step < warmup:
+        return base * (step + 1) / max(1.0, warmup)
+    return base * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1.0, total - warmup))))
+
+
+@torch.inference_mode()
+def predict_cache(model: FusionNet, cache: Cache, idx: np.ndarray, stats: LandmarkStats, device: torch.device,
+                  flip: bool = True, batch_size: int = 512, bf16: bool = False) -> np.ndarray:
+    """Class probabilities (len(idx), 7) for cached faces, with or without flip averaging."""
+    model.eval()
+    out = []
+    size = model.config.image_size
+    for s in range(0, len(idx), batch_size):
+        b = idx[s:s + batch_size]
+        x = images_to_tensor(cache.images[b], size).to(device).contiguous(memory_format=torch.channels_last)
+        z, zm = landmark_features(cache.landmarks[b], cache.found[b], stats)
+        z, zm = torch.from_numpy(z).to(device), torch.from_numpy(zm).to(device)
+        f = torch.from_numpy(cache.found[b]).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            if flip:
+                logp = flip_average(model, x, z, zm, f)
+            else:
+                logp = torch.log_softmax(model(x, z, f).float(), dim=1)
+        out.append(torch.exp(logp.float()).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.config.num_classes), np.float32)
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _rng_state(gen: torch.Generator) -> dict:
+    return {"torch": torch.get_rng_state(), "gen": gen.get_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def _set_rng_state(state: dict, gen: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    gen.set_state(state["gen"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+def plot_curves(rows: list[dict], path: Path) -> None:
+    """Loss and accuracy per epoch, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [r["epoch"] for r in rows]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    a1.plot(ep, [r["train_loss"] for r in rows], label="train")
+    a1.plot(ep, [r["val_loss"] for r in rows], label="PublicTest")
+    a1.set_xlabel("epoch"), a1.set_ylabel("loss"), a1.legend(), a1.grid(alpha=0.3)
+    a2.plot(ep, [r["train_acc"] for r in rows], label="train (augmented)")
+    a2.plot(ep, [r["val_acc"] for r in rows], label="PublicTest")
+    a2.set_xlabel("epoch"), a2.set_ylabel("accuracy"), a2.legend(), a2.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def train(cache: Cache, out_dir: str | os.PathLike, config: TrainConfig, resume: bool = False,
+          progress: bool = True) -> dict:
+    """Trains a FusionNet on a prepared cache.
+
+    Writes to `out_dir`: checkpoint.pt (every epoch, for --resume), best.pt (best PublicTest
+    accuracy; a state_dict), log.csv, curves.png, args.json, stats.json.
+
+    Returns:
+        Summary: best epoch and PublicTest accuracy, epochs run, whether it finished.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    random.seed(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+
+    labels = cache_labels(cache, config.labels)
+    train_idx = np.flatnonzero((cache.splits == 0) & (labels >= 0) & cache.face)
+    val_idx = np.flatnonzero((cache.splits == 1) & (labels >= 0) & cache.face)
+    if len(train_idx) == 0:
+        raise ValueError("no labelled training faces in the cache")
+    if len(val_idx) == 0:
+        raise ValueError("no labelled PublicTest (validation) faces in the cache: early stopping needs them")
+    stats = fit_landmark_stats(cache, train_idx)
+    (out / "stats.json").write_text(json.dumps(stats.to_dict()))
+
+    model = FusionNet(config.model).to(device)
+    memory_format = channels_last_ok(config.model)
+    model = model.to(memory_format=memory_format)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    steps_per_epoch = max(1, len(train_idx) // config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    warmup = config.warmup_epochs * steps_per_epoch
+    weights = sampler_weights(labels[train_idx], config.balance_power)
+
+    start_epoch, best_acc, best_epoch, rows = 1, -1.0, 0, []
+    ckpt_path = out / "checkpoint.pt"
+    if resume and ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)  # our own file: it holds RNG states
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        _set_rng_state(ckpt["rng"], gen)
+        start_epoch, best_acc, best_epoch, rows = ckpt["epoch"] + 1, ckpt["best_acc"], ckpt["best_epoch"], ckpt["rows"]
+        print(f"resuming from epoch {ckpt['epoch']} (best PublicTest accuracy {best_acc:.4f} at epoch {best_epoch})")
+    (out / "args.json").write_text(json.dumps(asdict(config), indent=2))
+
+    t_start = time.time()
+    finished = start_epoch > config.epochs or (start_epoch - 1 - best_epoch) >= config.patience
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, config.epochs + 1):
+        model.train()
+        t0 = time.time()
+        order = torch.multinomial(torch.from_numpy(weights), steps_per_epoch * config.batch_size, replacement=True, generator=gen).numpy()
+        tot_loss, tot_correct, seen = 0.0, 0, 0
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False)
+        for step in bar:
+            b = train_idx[order[step * config.batch_size:(step + 1) * config.batch_size]]
+            found = cache.found[b].copy()
+            if config.model.mode == "fused" and config.model.modality_dropout > 0:
+                # Hide landmarks on some faces so the image branch alone must carry them.
+                found &= torch.rand(len(b), generator=gen).numpy() >= config.model.modality_dropout
+            x, z = augment_batch(cache.images[b], cache.landmarks[b], found, stats, config.model.image_size, config.augment, gen)
+            x, z = x.to(device, non_blocking=True).contiguous(memory_format=memory_format), z.to(device, non_blocking=True)
+            f = torch.from_numpy(found).to(device)
+            y = torch.from_numpy(labels[b]).to(device)
+            for g in opt.param_groups:
+                g["lr"] = lr_at((epoch - 1) * steps_per_epoch + step, total_steps, warmup, config.lr)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
+                loss, logits = model.training_loss(x, z, f, y, criterion)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            tot_loss += float(loss.detach()) * len(b)
+            tot_correct += int((logits.argmax(1) == y).sum())
+            seen += len(b)
+            bar.set_postfix(loss=f"{tot_loss / seen:.3f}", acc=f"{tot_correct / seen:.3f}")
+        probs = predict_cache(model, cache, val_idx, stats, device, flip=False, bf16=config.bf16)
+        val_loss = float(-np.log(np.clip(probs[np.arange(len(val_idx)), labels[val_idx]], 1e-8, None)).mean())
+        val_acc = float((probs.argmax(1) == labels[val_idx]).mean())
+        row = {"epoch": epoch, "lr": opt.param_groups[0]["lr"], "train_loss": tot_loss / seen, "train_acc": tot_correct / seen,
+               "val_loss": val_loss, "val_acc": val_acc, "seconds": round(time.time() - t0, 1)}
+        rows.append(row)
+        improved = val_acc > best_acc
+        if improved:
+            best_acc, best_epoch = val_acc, epoch
+            _atomic_torch_save(model.state_dict(), out / "best.pt")
+        _atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "best_acc": best_acc,
+                            "best_epoch": best_epoch, "rows": rows, "rng": _rng_state(gen), "config": asdict(config)}, ckpt_path)
+        _write_log(rows, out / "log.csv")
+        plot_curves(rows, out / "curves.png")
+        print(f"epoch {epoch}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f} | PublicTest loss {val_loss:.4f} "
+              f"acc {val_acc:.4f}{' *' if improved else ''} | {row['seconds']:.0f}s", flush=True)
+        if epoch - best_epoch >= config.patience:
+            print(f"early stop: no PublicTest improvement for {config.patience} epochs")
+            finished = True
+            break
+        if config.max_minutes is not None and (time.time() - t_start) / 60 > config.max_minutes:
+            print(f"time budget of {config.max_minutes} min reached after epoch {epoch}; continue with --resume")
+            break
+    else:
+        finished = True
+    summary = {"best_epoch": best_epoch, "best_public_acc": best_acc, "epochs_run": len(rows), "last_epoch": epoch,
+               "finished": finished, "train_faces": int(len(train_idx)), "val_faces": int(len(val_idx))}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _write_log(rows: list[dict], path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+def load_run_model(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[FusionNet, LandmarkStats, TrainConfig]:
+    """The best model of a training run, its landmark statistics and its settings."""
+    run = Path(run_dir)
+    args = json.loads((run / "args.json").read_text())
+    model_cfg = FusionConfig(**args.pop("model"))
+    aug = AugmentConfig(**args.pop("augment"))
+    config = TrainConfig(**args, model=model_cfg, augment=aug)
+    model = FusionNet(model_cfg)
+    model.load_state_dict(torch.load(run / "best.pt", map_location=device, weights_only=True))
+    stats = LandmarkStats.from_dict(json.loads((run / "stats.json").read_text()))
+    return model.to(device).eval(), stats, config

@@ -1,0 +1,147 @@
+"""Train and eval presets, shared by training, evaluation and serving.
+
+Augmentation works on whole batches in torch: one random affine per face moves the image
+(`grid_sample`) and its landmarks (the same matrix) together; a flip also swaps the landmark
+indices left/right. Brightness, contrast and random erasing touch the image only.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .landmarks import LandmarkStats, mirror, mirror_index, normalize
+
+IMAGE_MEAN = 0.5  # grey level / 255; FER2013's mean is 0.51 and std 0.25 (rounded: a user's data won't match exactly)
+IMAGE_STD = 0.25
+
+
+@dataclass
+class AugmentConfig:
+    """Training augmentation (`ClassificationPresetTrain` in torchvision's terms)."""
+
+    scale: tuple[float, float] = (0.85, 1.15)  # zoom range (random resized crop)
+    translate: float = 0.08  # max shift, as a fraction of the side
+    rotate: float = 15.0  # max rotation, degrees
+    hflip: float = 0.5  # flip probability
+    brightness: float = 0.25  # max additive change, in [0, 1] grey units
+    contrast: float = 0.25  # max relative change
+    erase_p: float = 0.5  # random erasing probability
+    erase_area: tuple[float, float] = (0.02, 0.12)  # erased share of the image
+    landmark_noise: float = 0.01  # std of Gaussian jitter on normalised landmarks
+
+
+def images_to_tensor(images: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
+    """(B, H, W) uint8 grey crops -> (B, 1, size, size) float, standardised."""
+    x = torch.as_tensor(images).float().unsqueeze(1) / 255.0
+    if x.shape[-1] != size or x.shape[-2] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return (x - IMAGE_MEAN) / IMAGE_STD
+
+
+def landmark_features(points: np.ndarray, found: np.ndarray, stats: LandmarkStats) -> tuple[np.ndarray, np.ndarray]:
+    """Crop-unit points (B, 468, 3) -> standardised features of the faces and of their mirrors.
+
+    Returns:
+        (features, mirrored_features), each (B, 1404) float32; zeros where `found` is False.
+    """
+    norm = normalize(points)
+    feats = stats(norm)
+    feats_m = stats(mirror(norm))
+    mask = np.asarray(found, bool)
+    feats[~mask] = 0.0
+    feats_m[~mask] = 0.0
+    return feats.astype(np.float32), feats_m.astype(np.float32)
+
+
+def random_affine(n: int, cfg: AugmentConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random affine matrices in `affine_grid`'s convention (output coords -> input coords).
+
+    Returns:
+        theta (n, 2, 3) float32 and flipped (n,) bool.
+    """
+    u = lambda: torch.rand(n, generator=generator)  # noqa: E731
+    scale = cfg.scale[0] + (cfg.scale[1] - cfg.scale[0]) * u()  # >1 zooms in
+    angle = (2 * u() - 1) * math.radians(cfg.rotate)
+    tx, ty = (2 * u() - 1) * cfg.translate * 2, (2 * u() - 1) * cfg.translate * 2  # normalised coords span 2
+    flipped = u() < cfg.hflip
+    sx = torch.where(flipped, -1.0, 1.0)
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([
+        torch.stack([cos * sx, -sin, tx], dim=1),
+        torch.stack([sin * sx, cos, ty], dim=1),
+    ], dim=1)
+    return theta.float(), flipped
+
+
+def warp_images(images: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """(B, 1, S, S) float images under `theta`; pixels from outside repeat the border."""
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def warp_points(points: torch.Tensor, theta: torch.Tensor, flipped: torch.Tensor) -> torch.Tensor:
+    """Moves crop-unit landmarks (B, 468, 3) exactly as `warp_images` moves the pixels.
+
+    A pixel at output position p shows input position theta @ [p, 1], so a landmark at q
+    moves to A^-1 (q - t). Flipped faces also get their indices mirrored, so that index i
+    keeps its anatomical meaning (as the mesh would label the flipped face).
+    """
+    a, t = theta[:, :, :2].double(), theta[:, :, 2].double()
+    q = points[..., :2].double() * 2 - 1  # crop units -> affine_grid's [-1, 1]
+    p = torch.linalg.solve(a, (q - t[:, None, :]).transpose(1, 2)).transpose(1, 2)
+    out = points.clone().double()
+    out[..., :2] = (p + 1) / 2
+    out[..., 2] = out[..., 2] / torch.sqrt(torch.abs(torch.linalg.det(a)))[:, None]  # depth follows the zoom
+    idx = torch.as_tensor(mirror_index())
+    out[flipped] = out[flipped][:, idx]
+    return out.float()
+
+
+def augment_batch(images: np.ndarray, points: np.ndarray, found: np.ndarray, stats: LandmarkStats,
+                  size: int, cfg: AugmentConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training preset on a batch.
+
+    Args:
+        images: (B, H, W) uint8 grey crops; points: (B, 468, 3) crop units; found: (B,) bool.
+
+    Returns:
+        images (B, 1, size, size) standardised, landmarks (B, 1404) standardised (zeros where not found).
+    """
+    x = torch.as_tensor(images).float().unsqueeze(1) / 255.0
+    if x.shape[-1] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    b = x.shape[0]
+    theta, flipped = random_affine(b, cfg, generator)
+    x = warp_images(x, theta)
+    pts = warp_points(torch.as_tensor(points), theta, flipped).numpy()
+
+    # photometric: image only
+    r = lambda *s: torch.rand(*s, generator=generator)  # noqa: E731
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    contrast = 1 + (2 * r(b, 1, 1, 1) - 1) * cfg.contrast
+    bright = (2 * r(b, 1, 1, 1) - 1) * cfg.brightness
+    x = ((x - mean) * contrast + mean + bright).clamp(0, 1)
+    x = (x - IMAGE_MEAN) / IMAGE_STD
+    erase = r(b) < cfg.erase_p
+    if erase.any():
+        area = cfg.erase_area[0] + (cfg.erase_area[1] - cfg.erase_area[0]) * r(b)
+        aspect = torch.exp((2 * r(b) - 1) * math.log(2))
+        h = (torch.sqrt(area * aspect) * size).clamp(1, size).long()
+        w = (torch.sqrt(area / aspect) * size).clamp(1, size).long()
+        y0 = (r(b) * (size - h + 1)).long()
+        x0 = (r(b) * (size - w + 1)).long()
+        noise = torch.randn(x.shape, generator=generator)
+        for i in torch.nonzero(erase).flatten().tolist():
+            x[i, :, y0[i]:y0[i] + h[i], x0[i]:x0[i] + w[i]] = noise[i, :, y0[i]:y0[i] + h[i], x0[i]:x0[i] + w[i]]
+
+    norm = normalize(pts)
+    if cfg.landmark_noise > 0:
+        norm = norm + np.random.default_rng(int(torch.randint(0, 2**31, (1,), generator=generator))).normal(
+            0, cfg.landmark_noise, norm.shape).astype(np.float32)
+    z = stats(norm)
+    z[~np.asarray(found, bool)] = 0.0
+    return x.contiguous(memory_format=torch.channels_last), torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32))

@@ -1,0 +1,58 @@
+"""model.py: shapes, no NaNs, each mode, the no-landmarks path and flip averaging."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fusion_fer.model import FusionConfig, FusionNet, flip_average
+
+
+@pytest.mark.parametrize("mode", ["fused", "image", "landmarks"])
+def test_forward_shapes_and_finite(mode):
+    torch.manual_seed(0)
+    m = FusionNet(FusionConfig(mode=mode)).eval()
+    x, z, f = torch.randn(3, 1, 48, 48), torch.randn(3, 1404), torch.tensor([True, False, True])
+    out = m(x, z, f)
+    assert out.shape == (3, 7) and torch.isfinite(out).all()
+    m.train()
+    loss, logits = m.training_loss(x, z, f, torch.tensor([0, 3, 6]), torch.nn.CrossEntropyLoss())
+    loss.backward()
+    assert torch.isfinite(loss) and logits.shape == (3, 7)
+
+
+def test_missing_landmarks_are_ignored_not_read():
+    torch.manual_seed(0)
+    m = FusionNet(FusionConfig()).eval()
+    x, f = torch.randn(2, 1, 48, 48), torch.tensor([False, False])
+    a = m(x, torch.randn(2, 1404), f)
+    b = m(x, torch.randn(2, 1404) * 100, f)
+    assert torch.allclose(a, b)
+    assert not torch.allclose(a, m(x, torch.randn(2, 1404), torch.tensor([True, True])))
+
+
+def test_flip_average_is_the_mean_of_both_views():
+    torch.manual_seed(0)
+    m = FusionNet(FusionConfig(image_size=64)).eval()
+    x, z, zm, f = torch.randn(4, 1, 64, 64), torch.randn(4, 1404), torch.randn(4, 1404), torch.ones(4, dtype=torch.bool)
+    got = torch.exp(flip_average(m, x, z, zm, f))
+    with torch.no_grad():
+        want = (torch.softmax(m(x, z, f), 1) + torch.softmax(m(torch.flip(x, dims=[3]), zm, f), 1)) / 2
+    assert torch.allclose(got, want, atol=1e-5)
+    assert torch.allclose(got.sum(1), torch.ones(4))
+
+
+def test_bad_config_names_the_choices():
+    with pytest.raises(ValueError, match="Only fused, image, landmarks"):
+        FusionConfig(mode="late")
+
+
+def test_flip_average_is_exactly_mirror_symmetric():
+    """Given a face's landmarks and their mirror, the flipped face gets the same probabilities."""
+    torch.manual_seed(0)
+    m = FusionNet(FusionConfig()).eval()
+    x, z, zm, f = torch.randn(2, 1, 48, 48), torch.randn(2, 1404), torch.randn(2, 1404), torch.ones(2, dtype=torch.bool)
+    a = flip_average(m, x, z, zm, f)
+    b = flip_average(m, torch.flip(x, dims=[3]), zm, z, f)
+    assert torch.allclose(a, b, atol=1e-5)
+    with torch.no_grad():
+        assert not torch.allclose(m(x, z, f), m(torch.flip(x, dims=[3]), zm, f), atol=1e-5)  # one view alone is not

@@ -1,0 +1,93 @@
+"""predict.py: the Predictor on real photos, flip symmetry, no-face and batch paths, artifact loading."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fusion_fer import ImageLoadError
+from fusion_fer.artifacts import ArtifactError, load_artifacts, save_artifacts
+from fusion_fer.data import CLASSES
+from fusion_fer.landmarks import LandmarkStats
+from fusion_fer.model import FusionConfig, FusionNet
+from fusion_fer.predict import load_predictor
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A randomly initialised model whose outputs are far from uniform (so differences show)."""
+    torch.manual_seed(0)
+    model = FusionNet(FusionConfig()).eval()
+    with torch.no_grad():
+        model.classifier[1].weight.mul_(30)
+    stats = LandmarkStats(np.zeros(1404, np.float32), np.full(1404, 0.5, np.float32))
+    return save_artifacts(tmp_path_factory.mktemp("model"), model, stats, temperature=1.0)
+
+
+@pytest.fixture(scope="module")
+def predictor(model_dir):
+    return load_predictor(model_dir)
+
+
+def test_predicts_every_face_with_box_probs_and_landmarks(predictor, hopper_rgb):
+    faces = predictor.predict(hopper_rgb)
+    assert len(faces) == 1
+    f = faces[0]
+    assert set(f.probs) == set(CLASSES) and abs(sum(f.probs.values()) - 1) < 1e-5
+    assert f.label == max(f.probs, key=f.probs.get)
+    x1, y1, x2, y2 = f.box
+    assert f.landmarks.shape == (468, 3)
+    # Landmarks come back in the photo's pixels, on the face.
+    cx, cy = f.landmarks[:, 0].mean(), f.landmarks[:, 1].mean()
+    assert x1 < cx < x2 and y1 < cy < y2
+    d = f.to_dict(with_landmarks=True)
+    assert d["label"] == f.label and len(d["landmarks"]) == 468
+
+
+def test_a_face_and_its_mirror_get_the_same_probabilities(hopper_crop):
+    """On the shipped (trained) model: flip averaging makes a face and its mirror agree.
+
+    The two predictions differ only through Face Mesh's own noise on the flipped crop.
+    """
+    from fusion_fer.artifacts import DEFAULT_DIR
+
+    if not (DEFAULT_DIR / "model.safetensors").exists():
+        pytest.skip("no shipped model in artifacts/")
+    flipped = np.ascontiguousarray(hopper_crop[:, ::-1])
+    p = load_predictor()
+    a, b = p.predict(hopper_crop, detect=False)[0].probs, p.predict(flipped, detect=False)[0].probs
+    diff = max(abs(a[c] - b[c]) for c in CLASSES)
+    print(f"max probability difference, face vs mirror: {diff:.4f} (flip-averaged)")
+    assert diff < 0.03
+
+
+def test_no_face_gives_an_empty_list(predictor):
+    assert predictor.predict(np.full((480, 640, 3), 90, np.uint8)) == []
+
+
+def test_batch_of_crops_matches_single_predictions(predictor, hopper_crop):
+    crops = [hopper_crop, np.ascontiguousarray(hopper_crop[::-1]), hopper_crop[..., 0]]
+    batch = predictor.predict_batch(crops)
+    for crop, got in zip(crops, batch):
+        one = predictor.predict(crop, detect=False)[0]
+        assert got[0].label == one.label
+        assert np.allclose(list(got[0].probs.values()), list(one.probs.values()), atol=1e-4)
+
+
+def test_bad_inputs_raise_clear_errors(predictor, tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\x00" * 100)
+    with pytest.raises(ImageLoadError, match="bad.jpg"):
+        predictor.predict(bad)
+    with pytest.raises(ArtifactError, match="config.json and model.safetensors"):
+        load_artifacts(tmp_path)
+
+
+def test_artifacts_round_trip(model_dir):
+    model, stats, config = load_artifacts(model_dir)
+    assert config["classes"] == list(CLASSES) and config["image_size"] == 48
+    assert config["face"]["crop_scale"] > 1.0 and len(config["landmarks"]["mean"]) == 1404
+    x = torch.randn(2, 1, 48, 48)
+    again, _, _ = load_artifacts(model_dir)
+    assert torch.allclose(model(x, torch.zeros(2, 1404), torch.zeros(2, dtype=torch.bool)),
+                          again(x, torch.zeros(2, 1404), torch.zeros(2, dtype=torch.bool)))

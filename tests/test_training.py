@@ -1,0 +1,125 @@
+"""training.py and train.py: a tiny run trains, checkpoints, resumes, exports; FER+ labels and photo folders work."""
+from __future__ import annotations
+
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fusion_fer.data import open_dataset
+from fusion_fer.model import FusionConfig
+from fusion_fer.prepare import PrepareConfig, load_cache, prepare
+from fusion_fer.training import TrainConfig, lr_at, sampler_weights, train
+from fusion_fer.transforms import AugmentConfig
+
+from .test_data import write_fer_csv
+
+SMALL = FusionConfig(widths=(16, 32), depths=(1, 1), mlp_widths=(32,), head_hidden=16)
+
+
+@pytest.fixture(scope="module")
+def tiny_cache(tmp_path_factory, detector, hopper_rgb, astronaut_rgb):
+    """24 faces, 2 classes: Grace Hopper vs the astronaut, shifted a little each time."""
+    tmp = tmp_path_factory.mktemp("tiny")
+    rows = []
+    for label, rgb in ((6, hopper_rgb), (3, astronaut_rgb)):
+        face = detector.detect(rgb)[0]
+        base = cv2.cvtColor(detector.crop(rgb, face, 48), cv2.COLOR_RGB2GRAY)
+        for i in range(12):
+            img = np.roll(base, (i % 3) - 1, axis=1)
+            usage = "Training" if i < 8 else "PublicTest" if i < 10 else "PrivateTest"
+            rows.append((label, " ".join(map(str, img.ravel())), usage))
+    path = tmp / "fer.csv"
+    write_fer_csv(path, rows)
+    fp = tmp / "fer2013new.csv"
+    lines = ["Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF"]
+    for label, _, usage in rows:
+        votes = "9,1,0,0,0,0,0,0,0,0" if label == 6 else "0,8,2,0,0,0,0,0,0,0"
+        lines.append(f"{usage},x.png,{votes}")
+    fp.write_text("\n".join(lines) + "\n")
+    prepare(open_dataset(path, ferplus=fp), tmp / "cache", PrepareConfig(workers=1), progress=False)
+    return tmp / "cache"
+
+
+def test_lr_schedule_warms_up_then_anneals():
+    lrs = [lr_at(s, 100, 10, 1.0) for s in range(100)]
+    assert lrs[0] < lrs[5] < lrs[9] <= 1.0 and lrs[10] > lrs[50] > lrs[99]
+    assert lrs[99] < 0.01
+
+
+def test_sampler_balances_by_power():
+    labels = np.array([0] * 90 + [1] * 10)
+    w = sampler_weights(labels, 1.0)
+    assert np.isclose(w[labels == 0].sum(), w[labels == 1].sum())  # fully balanced
+    w = sampler_weights(labels, 0.0)
+    assert np.isclose(w[labels == 0].sum(), 0.9)  # natural mix
+
+
+def test_train_checkpoints_and_resumes(tiny_cache, tmp_path):
+    cache = load_cache(tiny_cache)
+    cfg = TrainConfig(epochs=4, batch_size=4, lr=1e-2, warmup_epochs=0, label_smoothing=0, device="cpu", bf16=False,
+                      model=SMALL, patience=10, augment=AugmentConfig(rotate=5, erase_p=0))
+    out = tmp_path / "run"
+    first = train(cache, out, TrainConfig(**{**cfg.__dict__, "max_minutes": 0.0}), progress=False)
+    assert first["epochs_run"] == 1 and not first["finished"]  # stopped by the time budget after epoch 1
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert ckpt["epoch"] == 1
+    resumed = train(cache, out, cfg, resume=True, progress=False)
+    assert resumed["finished"] and resumed["last_epoch"] == 4
+    rows = list(csv.DictReader(open(out / "log.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]  # epoch 1 was not trained again
+    assert (out / "curves.png").stat().st_size > 1000
+    state = torch.load(out / "best.pt", weights_only=True)  # plain tensors, no pickled code
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+    # It learns: both losses fall over four short epochs.
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"]) - 0.3
+    assert float(rows[-1]["val_loss"]) < float(rows[0]["val_loss"])
+
+
+def test_ferplus_labels_train(tiny_cache, tmp_path):
+    cache = load_cache(tiny_cache)
+    assert cache.ferplus_labels.tolist()[:2] == [6, 6] and cache.ferplus_labels.tolist()[-1] == 3
+    out = train(cache, tmp_path / "fp", TrainConfig(epochs=1, batch_size=4, labels="ferplus", bf16=False, model=SMALL), progress=False)
+    assert out["train_faces"] == 16
+
+
+def test_retrain_on_own_photo_folder_end_to_end(tmp_path, hopper_rgb, astronaut_rgb):
+    """train.py on root/<class>/*.jpg photos -> MTCNN crops -> model -> exported folder -> Predictor."""
+    import train as train_cli
+
+    from fusion_fer.evaluate import main as evaluate_main
+    from fusion_fer.predict import load_predictor
+
+    root = tmp_path / "photos"
+    rng = np.random.default_rng(0)
+    for cls, rgb in (("neutral", hopper_rgb), ("happy", astronaut_rgb)):
+        (root / cls).mkdir(parents=True)
+        for i in range(10):
+            jitter = np.clip(rgb.astype(int) + rng.integers(-20, 20, rgb.shape), 0, 255).astype(np.uint8)
+            Image.fromarray(jitter).save(root / cls / f"{i}.jpg")
+    run = tmp_path / "run"
+    args = train_cli.get_args_parser().parse_args(
+        ["--data", str(root), "--out", str(run), "--epochs", "2", "--batch-size", "4", "--no-bf16", "--no-progress"])
+    assert train_cli.main(args) == 0
+    meta = json.loads((run / "cache" / "meta.json").read_text())
+    assert meta["needs_detection"] and meta["report"]["Training"]["faces"] == 16
+    assert evaluate_main(["--run", str(run), "--data", str(run / "cache"), "--export", str(tmp_path / "model")]) == 0
+    metrics = json.loads((tmp_path / "model" / "metrics.json").read_text())
+    assert metrics["faces"] == 2 and 0.0 <= metrics["with_flip"]["accuracy"] <= 1.0
+    p = load_predictor(tmp_path / "model")
+    faces = p.predict(hopper_rgb)
+    assert len(faces) == 1 and abs(sum(faces[0].probs.values()) - 1) < 1e-4
+
+
+def test_train_cli_reports_bad_data(tmp_path, capsys):
+    import train as train_cli
+
+    bad = tmp_path / "x.csv"
+    bad.write_text("emotion,pixels,Usage\n1,2 3,Training\n")
+    args = train_cli.get_args_parser().parse_args(["--data", str(bad), "--out", str(tmp_path / "r")])
+    assert train_cli.main(args) == 2
+    assert "line 2" in capsys.readouterr().err

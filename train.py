@@ -1,0 +1,72 @@
+"""Train fusion_fer's classifier.
+
+    python train.py --data ../shared/data/fer2013/fer2013_reconstructed.csv.gz --out runs/fer2013
+    python train.py --data cache/fer2013 --out runs/fer2013 --resume
+    python train.py --data my_photos/ --out runs/mine          # root/<class>/*.jpg, faces cropped by MTCNN
+
+`--data` may be a FER2013 CSV, a prepared cache (python -m fusion_fer.prepare) or an image
+folder; anything but a cache is prepared first, into <out>/cache (resumable too).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from fusion_fer.data import DatasetError, open_dataset
+from fusion_fer.model import MODES, FusionConfig
+from fusion_fer.prepare import CacheError, PrepareConfig, load_cache, prepare
+from fusion_fer.training import TrainConfig, train
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="FER2013 CSV (.csv/.csv.gz), a prepared cache folder, or an image folder")
+    p.add_argument("--out", required=True, help="run folder: checkpoints, best weights, log.csv, curves.png")
+    p.add_argument("--labels", choices=["fer2013", "ferplus"], default="fer2013", help="train on FER2013 labels or FER+ majority labels")
+    p.add_argument("--ferplus", default=None, help="FER+ fer2013new.csv (when --data is a CSV and --labels ferplus)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to train (auto: CUDA if available)")
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=2e-3, help="AdamW peak learning rate")
+    p.add_argument("--mode", choices=MODES, default="fused", help="fused model, or one branch alone (ablation)")
+    p.add_argument("--image-size", type=int, default=48, help="CNN input side (48-64)")
+    p.add_argument("--patience", type=int, default=12, help="early-stopping patience on PublicTest accuracy, in epochs")
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--balance-power", type=float, default=0.5, help="class sampling weight = count^-power (0 none, 1 full)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-bf16", dest="bf16", action="store_false", help="train in float32 instead of bfloat16 autocast")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop after this many minutes (continue with --resume)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars (for logs)")
+    return p
+
+
+def main(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    data = Path(args.data)
+    try:
+        if (data / "meta.json").exists() or (data / "plan.json").exists():
+            cache = load_cache(data)
+        else:
+            ds = open_dataset(data, ferplus=args.ferplus)
+            prepare(ds, out / "cache", PrepareConfig(image_size=max(48, args.image_size)), progress=args.progress)
+            cache = load_cache(out / "cache")
+        config = TrainConfig(
+            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, labels=args.labels, device=args.device,
+            patience=args.patience, label_smoothing=args.label_smoothing, balance_power=args.balance_power,
+            seed=args.seed, bf16=args.bf16, max_minutes=args.max_minutes,
+            model=FusionConfig(mode=args.mode, image_size=args.image_size),
+        )
+        summary = train(cache, out, config, resume=args.resume, progress=args.progress)
+    except (DatasetError, CacheError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(get_args_parser().parse_args()))
