@@ -9,11 +9,13 @@ Hugging Face Space (README front matter).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
-import gradio as gr
-import numpy as np
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no network calls at import or launch
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))  # import the library from this checkout, whatever the working directory

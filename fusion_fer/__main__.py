@@ -1,16 +1,20 @@
-"""Command line: `python -m fusion_fer detect PHOTO... [--json]`."""
+"""Command line.
+
+    python -m fusion_fer predict PHOTO... [--json] [--out annotated.jpg] [--landmarks] [--model DIR]
+    python -m fusion_fer detect PHOTO... [--json]          # faces and landmarks only, no model
+"""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 
+import numpy as np
+
 from .imageio import ImageLoadError, load_image
 
 
 def _detect(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from .faces import FaceDetector
     from .landmarks import FaceMesh
     from .samples import grace_hopper
@@ -46,9 +50,57 @@ def _detect(args: argparse.Namespace) -> int:
     return status
 
 
+def _predict(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from PIL import Image
+
+    from .artifacts import ArtifactError
+    from .predict import load_predictor
+    from .viz import draw_faces
+
+    try:
+        predictor = load_predictor(args.model)
+    except ArtifactError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    status, results = 0, []
+    for k, photo in enumerate(args.photos):
+        try:
+            rgb = np.asarray(load_image(photo))
+        except ImageLoadError as err:
+            print(f"error: {err}", file=sys.stderr)
+            status = 1
+            continue
+        faces = predictor.predict(rgb)
+        results.append({"photo": photo, "faces": [f.to_dict(with_landmarks=args.landmarks) for f in faces]})
+        if not args.json:
+            if not faces:
+                print(f"{photo}: no face")
+            for i, f in enumerate(faces):
+                top = sorted(f.probs.items(), key=lambda kv: -kv[1])[1:3]
+                others = ", ".join(f"{c} {p:.0%}" for c, p in top)
+                print(f"{photo}: face {i}: {f.label} {f.confidence:.0%} ({others}) box={[round(v) for v in f.box]}")
+        if args.out:
+            out = Path(args.out)
+            if len(args.photos) > 1:
+                out = out.with_name(f"{out.stem}_{k}{out.suffix}")
+            Image.fromarray(draw_faces(rgb, faces, show_landmarks=args.landmarks)).save(out)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return status
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fusion_fer", description="fusion_fer command line")
     sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("predict", help="predict the expression of every face in photos")
+    p.add_argument("photos", nargs="+", help="image files")
+    p.add_argument("--json", action="store_true", help="print JSON instead of one line per face")
+    p.add_argument("--out", default=None, help="save the annotated image here (several photos: NAME_<n>.EXT)")
+    p.add_argument("--landmarks", action="store_true", help="draw (and, with --json, print) the landmarks")
+    p.add_argument("--model", default=None, help="model folder (default: the shipped artifacts/)")
+    p.set_defaults(func=_predict)
     d = sub.add_parser("detect", help="find faces and their landmarks in photos")
     d.add_argument("photos", nargs="*", help="image files")
     d.add_argument("--sample", action="store_true", help="also run on a sample photo that ships with matplotlib")

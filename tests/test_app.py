@@ -1,0 +1,125 @@
+"""app.py through gradio_client against a live local server: real faces, every bad input, load."""
+from __future__ import annotations
+
+import io
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+
+from fusion_fer.data import CLASSES  # noqa: E402
+from fusion_fer.samples import grace_hopper  # noqa: E402
+
+from .conftest import ROOT  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    return Client(app_url, verbose=False)
+
+
+def _predict(client, path):
+    return client.predict(handle_file(str(path)), False, api_name="/predict")
+
+
+def test_predicts_a_real_face(client):
+    image, label, faces = _predict(client, grace_hopper())
+    assert Path(image).exists()
+    assert len(faces) == 1
+    f = faces[0]
+    assert set(f["probs"]) == set(CLASSES) and abs(sum(f["probs"].values()) - 1) < 0.01
+    assert label["label"] == f["label"]
+    x1, y1, x2, y2 = f["box"]
+    assert 120 < x2 - x1 < 260
+
+
+def _variants(tmp_path: Path, rgb: np.ndarray) -> dict[str, Path]:
+    img = Image.fromarray(rgb)
+    out = {}
+
+    def save(name, im, fmt, **kw):
+        out[name] = tmp_path / f"{name}.{fmt.lower()}"
+        im.save(out[name], format=fmt, **kw)
+
+    save("grey", img.convert("L"), "PNG")
+    save("rgba", img.convert("RGBA"), "PNG")
+    save("cmyk", img.convert("CMYK"), "JPEG")
+    save("sixteen_bit", Image.fromarray(np.asarray(img.convert("L")).astype(np.uint16) * 257), "PNG")
+    exif = Image.Exif()
+    exif[0x0112] = 8  # stored rotated; EXIF says "rotate 90 CCW to display"
+    save("exif_rotated", img.rotate(-90, expand=True), "JPEG", exif=exif.tobytes())
+    return out
+
+
+def test_odd_but_valid_images_work(client, tmp_path, hopper_rgb):
+    for name, path in _variants(tmp_path, hopper_rgb).items():
+        _, _, faces = _predict(client, path)
+        assert len(faces) == 1, name
+        if name == "exif_rotated":  # upright again: the face is taller than wide
+            x1, y1, x2, y2 = faces[0]["box"]
+            assert y2 - y1 > x2 - x1
+
+
+def _error(client, path) -> str:
+    with pytest.raises(Exception) as info:
+        _predict(client, path)
+    return str(info.value)
+
+
+def test_bad_inputs_get_clear_errors_and_the_server_keeps_serving(client, tmp_path, hopper_rgb):
+    buf = io.BytesIO()
+    Image.fromarray(hopper_rgb).save(buf, format="JPEG")
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(buf.getvalue()[:5000])
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a picture at all")
+    bomb = tmp_path / "bomb.png"
+    Image.new("L", (9000, 5000)).save(bomb)  # 45 Mpx of black: tiny file, huge decode
+    blank = tmp_path / "wall.png"
+    Image.new("RGB", (640, 480), (200, 190, 180)).save(blank)
+
+    assert re.search(r"corrupt|truncated", _error(client, corrupt))
+    assert "not an image" in _error(client, text)
+    assert "45,000,000 pixels; the limit is 40,000,000" in _error(client, bomb)
+    assert "No face found" in _error(client, blank)
+    # Uploads over the size limit are refused before decoding.
+    big = tmp_path / "big.bmp"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (2000, 2000, 3), dtype=np.uint8)).save(big)
+    assert big.stat().st_size > 10_000_000
+    msg = _error(client, big).lower()
+    assert "size" in msg or "large" in msg or "413" in msg
+    # ...and the server still answers.
+    assert len(_predict(client, grace_hopper())[2]) == 1
+
+
+def test_eight_simultaneous_requests_all_succeed(app_url):
+    def one(_):
+        return Client(app_url, verbose=False).predict(handle_file(str(grace_hopper())), False, api_name="/predict")
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, range(8)))
+    labels = {r[2][0]["label"] for r in results}
+    assert len(results) == 8 and len(labels) == 1  # same photo, same answer, under load
+
+
+def test_space_front_matter_matches_installed_versions():
+    import gradio
+
+    text = (ROOT / "README.md").read_text()
+    m = re.match(r"^---\n(.*?)\n---\n", text, re.S)
+    assert m, "README.md must start with Hugging Face Space front matter"
+    meta = dict(line.split(":", 1) for line in m.group(1).splitlines() if ":" in line)
+    meta = {k.strip(): v.strip().strip('"') for k, v in meta.items()}
+    assert meta["sdk"] == "gradio" and meta["app_file"] == "app.py"
+    assert meta["sdk_version"] == gradio.__version__
+    req = (ROOT / "requirements.txt").read_text()
+    assert f"gradio=={gradio.__version__}" in req
+    major, minor = (int(v) for v in meta["python_version"].split(".")[:2])
+    assert (3, 10) <= (major, minor) <= (3, 12)  # mediapipe 0.10.21 has wheels for these
+    assert meta.get("title") and meta.get("emoji")

@@ -1,0 +1,119 @@
+"""The app in a real headless Chromium: a fake camera streams a real face; upload through the page.
+
+Needs Debian's chromium (`.ci/run` installs it); skipped with a reason where it is missing.
+Screenshots go to $FUSION_FER_SCREENSHOTS (the README's come from there) or the test's tmp folder.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from fusion_fer.data import CLASSES
+from fusion_fer.samples import grace_hopper
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+if CHROMIUM is None and os.environ.get("FUSION_FER_REQUIRE_BROWSER"):
+    raise RuntimeError("FUSION_FER_REQUIRE_BROWSER is set (CI) but no chromium is installed")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium installed (apt-get install chromium)")
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+def write_y4m(path: Path, rgb: np.ndarray, frames: int = 30, size: tuple[int, int] = (640, 480)) -> None:
+    """A short 640x480 clip of the photo drifting a few pixels, as Chromium's fake camera reads it."""
+    w, h = size
+    scale = min(w / rgb.shape[1], h / rgb.shape[0]) * 0.9
+    face = cv2.resize(rgb, (int(rgb.shape[1] * scale) // 2 * 2, int(rgb.shape[0] * scale) // 2 * 2))
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{w} H{h} F10:1 Ip A1:1 C420jpeg\n".encode())
+        for i in range(frames):
+            canvas = np.full((h, w, 3), 50, np.uint8)
+            x = (w - face.shape[1]) // 2 + int(8 * np.sin(i / 4))
+            y = (h - face.shape[0]) // 2
+            canvas[y:y + face.shape[0], x:x + face.shape[1]] = face
+            f.write(b"FRAME\n" + cv2.cvtColor(canvas, cv2.COLOR_RGB2YUV_I420).tobytes())
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    d = Path(os.environ.get("FUSION_FER_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+@pytest.fixture(scope="module")
+def page(app_url, hopper_rgb, tmp_path_factory):
+    cam = tmp_path_factory.mktemp("cam") / "face.y4m"
+    write_y4m(cam, hopper_rgb)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--disable-quic",
+            "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-video-capture={cam}",
+        ])
+        ctx = browser.new_context(viewport={"width": 1280, "height": 1000}, permissions=["camera"])
+        pg = ctx.new_page()
+        pg.goto(app_url, wait_until="domcontentloaded")
+        pg.get_by_role("tab", name="Webcam").wait_for(timeout=60_000)
+        yield pg
+        browser.close()
+
+
+def _label_text(page, name: str) -> str:
+    return page.locator(f"[data-testid='block-label']:has-text('{name}')").locator("xpath=..").inner_text()
+
+
+def test_webcam_stream_shows_labels_that_keep_updating(page, shots):
+    page.get_by_role("tab", name="Webcam").click()
+    page.get_by_text("Click to Access Webcam").click()
+    page.get_by_role("button", name=re.compile("Record|capture", re.I)).first.click()
+    fps_box = page.get_by_label("Processed")
+    page.wait_for_function("() => [...document.querySelectorAll('textarea')].some(t => /frames\\/s/.test(t.value))",
+                           timeout=60_000)
+    seen, t0 = [], time.time()
+    while time.time() - t0 < 10:
+        seen.append(fps_box.input_value())
+        time.sleep(0.1)
+    page.screenshot(path=str(shots / "webcam.png"))
+    rates = [float(v.split()[0]) for v in seen if v.endswith("frames/s")]
+    changes = sum(a != b for a, b in zip(seen, seen[1:]))
+    print(f"webcam: {rates[-1]:.1f} labelled frames/s reported by the page; the value changed {changes} times in 10 s")
+    assert changes >= 5  # the stream keeps going
+    _wait_for_class(page, "Expression (smoothed)", timeout=5)
+    page.locator("button:has-text('Stop')").first.click()  # end the session: the server stops processing
+
+
+def _wait_for_class(page, block: str, timeout: float = 60.0) -> str:
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        text = _label_text(page, block)
+        found = [c for c in CLASSES if re.search(rf"\b{c}\b", text)]
+        if found and "processing" not in text:
+            return text
+        time.sleep(0.05)
+    raise AssertionError(f"no label in '{block}' after {timeout} s: {text!r}")
+
+
+def test_upload_through_the_page_shows_the_label(page, shots, app_url):
+    from gradio_client import Client, handle_file
+
+    expected = Client(app_url, verbose=False).predict(handle_file(str(grace_hopper())), False, api_name="/predict")[2][0]["label"]
+    page.get_by_role("tab", name="Upload").click()
+    page.locator("input[type=file]").first.set_input_files(str(grace_hopper()))
+    t0 = time.time()
+    page.get_by_role("button", name="Predict").click()
+    text = _wait_for_class(page, "Largest face")
+    print(f"upload: label shown in the page {time.time() - t0:.2f} s after clicking Predict")
+    page.screenshot(path=str(shots / "upload.png"))
+    shown = [line.strip() for line in text.splitlines() if line.strip() in CLASSES][0]  # the headline class
+    assert shown == expected, text
+    page.get_by_role("tab", name="About").click()
+    page.get_by_text("Results on FER2013 PrivateTest").wait_for(timeout=10_000)
+    page.screenshot(path=str(shots / "about.png"), full_page=True)
