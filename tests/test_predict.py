@@ -91,3 +91,19 @@ def test_artifacts_round_trip(model_dir):
     again, _, _ = load_artifacts(model_dir)
     assert torch.allclose(model(x, torch.zeros(2, 1404), torch.zeros(2, dtype=torch.bool)),
                           again(x, torch.zeros(2, 1404), torch.zeros(2, dtype=torch.bool)))
+
+
+def test_fast_stream_detection_keeps_the_prediction(hopper_rgb):
+    """The webcam path detects on a 320 px copy; the shipped model must answer the same."""
+    import cv2
+
+    from fusion_fer.artifacts import DEFAULT_DIR
+
+    if not (DEFAULT_DIR / "model.safetensors").exists():
+        pytest.skip("no shipped model in artifacts/")
+    frame = np.full((480, 640, 3), 70, np.uint8)
+    frame[20:460, 132:508] = cv2.resize(hopper_rgb, (376, 440))
+    p = load_predictor()
+    full, fast = p.predict(frame)[0], p.predict(frame, detect_max_side=320)[0]
+    assert full.label == fast.label
+    assert max(abs(full.probs[c] - fast.probs[c]) for c in CLASSES) < 0.08
