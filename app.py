@@ -32,17 +32,16 @@ STREAM_SECONDS = 600  # one webcam session may use the server this long, then mu
 PREDICTOR = load_predictor()  # built once: MTCNN, Face Mesh and the model
 
 
-class UploadImage(gr.Image):
+def upload_image(**kwargs) -> gr.Image:
     """gr.Image that hands us the uploaded file untouched.
 
     gr.Image opens uploads with PIL before our function runs, so a corrupt or non-image file
     would fail inside Gradio with a generic error; `fusion_fer.load_image` says what is wrong.
+    (Overridden on the instance: a gr.Image subclass would make Gradio write an app.pyi stub.)
     """
-
-    is_template = True  # use gr.Image's front end
-
-    def preprocess(self, payload):
-        return None if payload is None else str(payload.path)
+    image = gr.Image(type="filepath", **kwargs)
+    image.preprocess = lambda payload: None if payload is None else str(payload.path)
+    return image
 
 
 def predict_upload(image: str | None, show_landmarks: bool = False) -> tuple[np.ndarray, dict, list[dict]]:
@@ -116,7 +115,7 @@ def build_demo() -> gr.Blocks:
         with gr.Tab("Upload"):
             with gr.Row():
                 with gr.Column():
-                    inp = UploadImage(label="Photo", sources=["upload", "clipboard"], type="filepath")
+                    inp = upload_image(label="Photo", sources=["upload", "clipboard"])
                     lm = gr.Checkbox(label="Show landmarks", value=False)
                     btn = gr.Button("Predict", variant="primary")
                     gr.Examples(examples, inputs=[inp])

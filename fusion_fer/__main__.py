@@ -14,6 +14,22 @@ import numpy as np
 from .imageio import ImageLoadError, load_image
 
 
+class _Loaded(list):
+    ok: bool = True
+
+
+def _load_all(photos: list[str]) -> _Loaded:
+    """(photo, RGB array) for every readable photo; each unreadable one gets an error line on stderr."""
+    out = _Loaded()
+    for photo in photos:
+        try:
+            out.append((photo, np.asarray(load_image(photo))))
+        except ImageLoadError as err:
+            print(f"error: {err}", file=sys.stderr)
+            out.ok = False
+    return out
+
+
 def _detect(args: argparse.Namespace) -> int:
     from .faces import FaceDetector
     from .landmarks import FaceMesh
@@ -24,14 +40,9 @@ def _detect(args: argparse.Namespace) -> int:
         print("error: give one or more photos, or --sample", file=sys.stderr)
         return 2
     detector, mesh = FaceDetector(), FaceMesh()
-    status, results = 0, []
-    for photo in photos:
-        try:
-            rgb = np.asarray(load_image(photo))
-        except ImageLoadError as err:
-            print(f"error: {err}", file=sys.stderr)
-            status = 1
-            continue
+    results = []
+    loaded = _load_all(photos)
+    for photo, rgb in loaded:
         faces = detector.detect(rgb)
         rows = []
         for face in faces:
@@ -47,7 +58,7 @@ def _detect(args: argparse.Namespace) -> int:
                 print(f"{photo}: face {i}: box={r['box']} prob={r['prob']:.3f} landmarks={r['landmarks']}")
     if args.json:
         print(json.dumps(results, indent=2))
-    return status
+    return 0 if loaded.ok else 1
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -64,14 +75,9 @@ def _predict(args: argparse.Namespace) -> int:
     except ArtifactError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    status, results = 0, []
-    for k, photo in enumerate(args.photos):
-        try:
-            rgb = np.asarray(load_image(photo))
-        except ImageLoadError as err:
-            print(f"error: {err}", file=sys.stderr)
-            status = 1
-            continue
+    results = []
+    loaded = _load_all(args.photos)
+    for k, (photo, rgb) in enumerate(loaded):
         faces = predictor.predict(rgb)
         results.append({"photo": photo, "faces": [f.to_dict(with_landmarks=args.landmarks) for f in faces]})
         if not args.json:
@@ -88,7 +94,7 @@ def _predict(args: argparse.Namespace) -> int:
             Image.fromarray(draw_faces(rgb, faces, show_landmarks=args.landmarks)).save(out)
     if args.json:
         print(json.dumps(results, indent=2))
-    return status
+    return 0 if loaded.ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:
