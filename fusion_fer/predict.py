@@ -67,6 +67,8 @@ class Predictor:
         self.model = self.model.to(memory_format=torch.channels_last)
         self.classes: tuple[str, ...] = tuple(self.config["classes"])
         self.temperature = float(self.config.get("temperature", 1.0))
+        # Per-class offsets fitted on PublicTest (evaluate.fit_class_bias), applied before the temperature.
+        self.class_bias = torch.tensor(self.config.get("class_bias", [0.0] * len(self.classes)), dtype=torch.float32)
         self.flip = flip
         self.face_config = FaceConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in self.config["face"].items()})
         self.crop_size = 48  # the cache's crop size: the mesh runs on what training's mesh saw
@@ -130,7 +132,7 @@ class Predictor:
             logp = flip_average(self.model, x, zt, zmt, ft)
         else:
             logp = torch.log_softmax(self.model(x, zt, ft).float(), dim=1)
-        probs = torch.softmax(logp / self.temperature, dim=1).cpu().numpy()
+        probs = torch.softmax((logp.float().cpu() + self.class_bias) / self.temperature, dim=1).numpy()
         results = []
         for i, face in enumerate(faces):
             p = {c: float(v) for c, v in zip(self.classes, probs[i])}

@@ -1,0 +1,54 @@
+"""evaluate.py: calibration (temperature, ECE) and the per-class offsets do what they claim."""
+from __future__ import annotations
+
+import numpy as np
+
+from fusion_fer.evaluate import (
+    apply_bias, apply_temperature, expected_calibration_error, fit_class_bias, fit_temperature, summarize,
+)
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def test_temperature_scaling_recovers_an_overconfident_model():
+    rng = np.random.default_rng(0)
+    n, k = 4000, 7
+    labels = rng.integers(0, k, n)
+    logits = rng.normal(0, 1, (n, k))
+    logits[np.arange(n), labels] += 1.5
+    true_probs = _softmax(logits)
+    y = np.array([rng.choice(k, p=p) for p in true_probs])  # labels drawn from the true probabilities
+    overconfident = _softmax(logits * 2.5)
+    t = fit_temperature(overconfident, y)
+    assert 2.1 < t < 2.9
+    before = expected_calibration_error(overconfident, y)
+    after = expected_calibration_error(apply_temperature(overconfident, t), y)
+    assert after < before / 2
+    # Temperature never changes the predicted class.
+    assert np.array_equal(apply_temperature(overconfident, t).argmax(1), overconfident.argmax(1))
+
+
+def test_class_bias_lifts_a_starved_class_above_the_recall_floor():
+    rng = np.random.default_rng(1)
+    n, k = 3000, 7
+    labels = rng.integers(0, k, n)
+    logits = rng.normal(0, 1, (n, k))
+    logits[np.arange(n), labels] += 2.0
+    logits[:, 2] -= 1.5  # the model under-predicts class 2
+    probs = _softmax(logits)
+    before = summarize(probs, labels)["per_class"]
+    bias = fit_class_bias(probs, labels, min_recall=0.5)
+    after = summarize(apply_bias(probs, bias), labels)
+    recalls = [r["recall"] for r in after["per_class"].values()]
+    assert list(before.values())[2]["recall"] < 0.5 <= min(recalls)
+    assert bias[2] - np.delete(bias, 2).mean() > 0.3  # only the offsets relative to the others matter
+
+
+def test_summary_counts():
+    probs = np.eye(7)[[0, 1, 2, 2]]
+    s = summarize(probs, np.array([0, 1, 2, 3]))
+    assert s["accuracy"] == 0.75 and s["confusion_matrix"][3][2] == 1
+    assert s["per_class"]["happy"]["recall"] == 0.0 and s["per_class"]["angry"]["precision"] == 1.0
