@@ -65,7 +65,7 @@ def stream_frame(frame: np.ndarray | None, state: StreamState | None, show_landm
     if frame is None:
         return None, None, "waiting for the camera", state
     try:
-        faces = state.update(PREDICTOR.predict(frame, detect_max_side=state.detect_max_side), PREDICTOR.classes)
+        faces = state.update(PREDICTOR.predict(frame, **state.predict_kwargs()), PREDICTOR.classes)
     except ImageLoadError:
         return None, "unreadable frame", f"{state.fps:.1f} frames/s", state
     if not faces:

@@ -116,7 +116,7 @@ def stream_case(predictor, repeats: int) -> dict:
     ms, faces = [], []
     for i, frame in enumerate(frames):
         t0 = time.perf_counter()
-        res = state.update(predictor.predict(frame, detect_max_side=state.detect_max_side), predictor.classes)
+        res = state.update(predictor.predict(frame, **state.predict_kwargs()), predictor.classes)
         draw_faces(frame, res)
         if i >= 10:
             ms.append((time.perf_counter() - t0) * 1e3)

@@ -75,13 +75,15 @@ class Predictor:
         self.detector = FaceDetector(self.face_config, device=self.device)
         self.mesh = FaceMesh(MeshConfig(**self.config["mesh"]))
 
-    def predict(self, image: ImageInput, detect: bool = True, detect_max_side: int | None = None) -> list[FaceResult]:
+    def predict(self, image: ImageInput, detect: bool = True, detect_max_side: int | None = None,
+                min_face_fraction: float | None = None) -> list[FaceResult]:
         """Predicts the expression of every face.
 
         Args:
             image: path, bytes, PIL image or numpy array (RGB uint8 or grey).
             detect: False treats the whole image as one face crop (like FER2013 images).
-            detect_max_side: run detection on a copy with this long side (speed; see `FaceDetector.detect`).
+            detect_max_side, min_face_fraction: detection speed settings (see `FaceDetector.detect`);
+                the webcam stream uses `StreamState`'s.
 
         Returns:
             One FaceResult per face, largest first; an empty list when no face is found.
@@ -95,7 +97,7 @@ class Predictor:
             h, w = rgb.shape[:2]
             return self._classify([to_gray(rgb)], [Face((0.0, 0.0, float(w), float(h)), 1.0, np.zeros((5, 2), np.float32))],
                                   whole_image=True)
-        faces = self.detector.detect(rgb, max_side=detect_max_side)
+        faces = self.detector.detect(rgb, max_side=detect_max_side, min_face_fraction=min_face_fraction)
         if not faces:
             return []
         crops = [to_gray(crop_face(rgb, f, self.crop_size, self.face_config)) for f in faces]

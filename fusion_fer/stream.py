@@ -40,7 +40,12 @@ class StreamState:
     alpha: float = 0.35  # weight of the newest frame: lower is steadier, higher reacts faster
     min_iou: float = 0.3
     max_missed: int = 5
-    detect_max_side: int = 320  # webcam faces are large: detecting at 320 px is 3x cheaper than at 640
+    detect_max_side: int = 320  # webcam frames are detected on a 320 px copy...
+    min_face_fraction: float = 0.2  # ...for faces of at least a fifth of the frame: a short MTCNN pyramid
+
+    def predict_kwargs(self) -> dict:
+        """The detection settings `Predictor.predict` takes for a stream frame."""
+        return {"detect_max_side": self.detect_max_side, "min_face_fraction": self.min_face_fraction}
     tracks: list[_Track] = field(default_factory=list)
     times: deque = field(default_factory=lambda: deque(maxlen=30))
 

@@ -98,12 +98,13 @@ def test_fast_stream_detection_keeps_the_prediction(hopper_rgb):
     import cv2
 
     from fusion_fer.artifacts import DEFAULT_DIR
+    from fusion_fer.stream import StreamState
 
     if not (DEFAULT_DIR / "model.safetensors").exists():
         pytest.skip("no shipped model in artifacts/")
     frame = np.full((480, 640, 3), 70, np.uint8)
     frame[20:460, 132:508] = cv2.resize(hopper_rgb, (376, 440))
     p = load_predictor()
-    full, fast = p.predict(frame)[0], p.predict(frame, detect_max_side=320)[0]
+    full, fast = p.predict(frame)[0], p.predict(frame, **StreamState().predict_kwargs())[0]
     assert full.label == fast.label
     assert max(abs(full.probs[c] - fast.probs[c]) for c in CLASSES) < 0.08

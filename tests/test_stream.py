@@ -54,6 +54,6 @@ def test_fast_stream_detection_finds_the_same_face(detector, hopper_rgb):
     frame = np.full((480, 640, 3), 70, np.uint8)
     face = cv2.resize(hopper_rgb, (376, 440))
     frame[20:460, 132:508] = face
-    full, fast = detector.detect(frame), detector.detect(frame, max_side=320)
+    full, fast = detector.detect(frame), detector.detect(frame, max_side=320, min_face_fraction=0.2)
     assert len(full) == len(fast) == 1
     assert box_iou(full[0].box, fast[0].box) > 0.85

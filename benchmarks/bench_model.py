@@ -1,0 +1,43 @@
+"""One forward pass of the shipped model on a face and its flip (batch 2), on CPU.
+
+    python benchmarks/bench_model.py [--repeats 300]
+
+Prints median and p95 in ms after warm-up (target: <= 10 ms on a 2-core CPU).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fusion_fer.artifacts import load_artifacts  # noqa: E402
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--repeats", type=int, default=300)
+    args = p.parse_args()
+    model, _, _ = load_artifacts()
+    model = model.to(memory_format=torch.channels_last)
+    x = torch.randn(2, 1, 48, 48).contiguous(memory_format=torch.channels_last)
+    z, f = torch.randn(2, 1404), torch.ones(2, dtype=torch.bool)
+    ms = []
+    with torch.inference_mode():
+        for i in range(args.repeats + 20):
+            t0 = time.perf_counter()
+            model(x, z, f)
+            if i >= 20:
+                ms.append((time.perf_counter() - t0) * 1e3)
+    n = sum(p.numel() for p in model.parameters())
+    print(f"FusionNet ({n:,} parameters), batch 2 (face + flip), {torch.get_num_threads()} threads: "
+          f"median {np.median(ms):.2f} ms, p95 {np.percentile(ms, 95):.2f} ms over {len(ms)} runs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
