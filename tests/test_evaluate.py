@@ -13,12 +13,19 @@ def _softmax(z):
     return e / e.sum(1, keepdims=True)
 
 
-def test_temperature_scaling_recovers_an_overconfident_model():
-    rng = np.random.default_rng(0)
-    n, k = 4000, 7
+def _noisy_logits(seed: int, n: int, margin: float, k: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    """Random logits whose true class is ahead by `margin` on average; returns (labels, logits)."""
+    rng = np.random.default_rng(seed)
     labels = rng.integers(0, k, n)
     logits = rng.normal(0, 1, (n, k))
-    logits[np.arange(n), labels] += 1.5
+    logits[np.arange(n), labels] += margin
+    return labels, logits
+
+
+def test_temperature_scaling_recovers_an_overconfident_model():
+    rng = np.random.default_rng(0)
+    k = 7
+    _, logits = _noisy_logits(0, 4000, 1.5)
     true_probs = _softmax(logits)
     y = np.array([rng.choice(k, p=p) for p in true_probs])  # labels drawn from the true probabilities
     overconfident = _softmax(logits * 2.5)
@@ -32,11 +39,7 @@ def test_temperature_scaling_recovers_an_overconfident_model():
 
 
 def test_class_bias_lifts_a_starved_class_above_the_recall_floor():
-    rng = np.random.default_rng(1)
-    n, k = 3000, 7
-    labels = rng.integers(0, k, n)
-    logits = rng.normal(0, 1, (n, k))
-    logits[np.arange(n), labels] += 2.0
+    labels, logits = _noisy_logits(1, 3000, 2.0)
     logits[:, 2] -= 1.5  # the model under-predicts class 2
     probs = _softmax(logits)
     before = summarize(probs, labels)["per_class"]
