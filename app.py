@@ -11,6 +11,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
+import time
+import uuid
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no network calls at import or launch
@@ -45,7 +48,28 @@ def upload_image(**kwargs) -> gr.Image:
     return image
 
 
-def predict_upload(image: str | None, show_landmarks: bool = False) -> tuple[np.ndarray, dict, list[dict]]:
+_OUT_DIR = Path(tempfile.mkdtemp(prefix="fusion_fer_"))
+
+
+def _save_annotated(rgb: np.ndarray) -> str:
+    """Writes the annotated image to a file of its own and returns the path.
+
+    Returning an array would make Gradio write it to a content-hashed cache file in place, and
+    identical results served at once (8 users, one photo) then read a half-written file; paths
+    are copied into the cache atomically. Files older than 10 minutes are pruned here.
+    """
+    from PIL import Image
+
+    now = time.time()
+    for old in _OUT_DIR.glob("*.jpg"):
+        if now - old.stat().st_mtime > 600:
+            old.unlink(missing_ok=True)
+    path = _OUT_DIR / f"{uuid.uuid4().hex}.jpg"
+    Image.fromarray(rgb).save(path, quality=90)
+    return str(path)
+
+
+def predict_upload(image: str | None, show_landmarks: bool = False) -> tuple[str, dict, list[dict]]:
     """Upload tab and the `/predict` API: annotated image, probabilities of the largest face, every face."""
     if image is None:
         raise gr.Error("Upload a photo first.")
@@ -56,7 +80,7 @@ def predict_upload(image: str | None, show_landmarks: bool = False) -> tuple[np.
     faces = PREDICTOR.predict(rgb)
     if not faces:
         raise gr.Error("No face found in this photo. Faces should be at least ~8% of the shorter side and fairly frontal.")
-    return draw_faces(rgb, faces, show_landmarks), faces[0].probs, [f.to_dict() for f in faces]
+    return _save_annotated(draw_faces(rgb, faces, show_landmarks)), faces[0].probs, [f.to_dict() for f in faces]
 
 
 def stream_frame(frame: np.ndarray | None, state: StreamState | None, show_landmarks: bool):
@@ -121,7 +145,7 @@ def build_demo() -> gr.Blocks:
                     btn = gr.Button("Predict", variant="primary")
                     gr.Examples(examples, inputs=[inp])
                 with gr.Column():
-                    out = gr.Image(label="Faces", type="numpy", format="jpeg")
+                    out = gr.Image(label="Faces", type="filepath")
                     label = gr.Label(label="Largest face", num_top_classes=len(CLASSES))
                     table = gr.JSON(label="Every face")
             btn.click(predict_upload, [inp, lm], [out, label, table], api_name="predict")
