@@ -14,19 +14,14 @@ import numpy as np
 from .imageio import ImageLoadError, load_image
 
 
-class _Loaded(list):
-    ok: bool = True
-
-
-def _load_all(photos: list[str]) -> _Loaded:
+def _load_all(photos: list[str]) -> list[tuple[str, np.ndarray]]:
     """(photo, RGB array) for every readable photo; each unreadable one gets an error line on stderr."""
-    out = _Loaded()
+    out = []
     for photo in photos:
         try:
             out.append((photo, np.asarray(load_image(photo))))
         except ImageLoadError as err:
             print(f"error: {err}", file=sys.stderr)
-            out.ok = False
     return out
 
 
@@ -58,7 +53,7 @@ def _detect(args: argparse.Namespace) -> int:
                 print(f"{photo}: face {i}: box={r['box']} prob={r['prob']:.3f} landmarks={r['landmarks']}")
     if args.json:
         print(json.dumps(results, indent=2))
-    return 0 if loaded.ok else 1
+    return 0 if len(loaded) == len(photos) else 1
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -94,7 +89,7 @@ def _predict(args: argparse.Namespace) -> int:
             Image.fromarray(draw_faces(rgb, faces, show_landmarks=args.landmarks)).save(out)
     if args.json:
         print(json.dumps(results, indent=2))
-    return 0 if loaded.ok else 1
+    return 0 if len(loaded) == len(args.photos) else 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -53,19 +53,19 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(log_t.detach().exp())
 
 
-def apply_temperature(probs: np.ndarray, t: float) -> np.ndarray:
-    z = np.log(np.clip(probs, 1e-12, None)) / t
-    z -= z.max(1, keepdims=True)
-    e = np.exp(z)
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(1, keepdims=True))
     return e / e.sum(1, keepdims=True)
+
+
+def apply_temperature(probs: np.ndarray, t: float) -> np.ndarray:
+    """softmax(log(probs) / t)."""
+    return _softmax(np.log(np.clip(probs, 1e-12, None)) / t)
 
 
 def apply_bias(probs: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """Shifts class log-probabilities by `bias` (7,) and renormalises."""
-    z = np.log(np.clip(probs, 1e-12, None)) + bias
-    z -= z.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
+    return _softmax(np.log(np.clip(probs, 1e-12, None)) + bias)
 
 
 def fit_class_bias(probs: np.ndarray, labels: np.ndarray, min_recall: float = 0.5, steps: int = 200) -> np.ndarray:

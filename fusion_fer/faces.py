@@ -64,7 +64,8 @@ class Face:
         return math.degrees(math.atan2(ry - ly, rx - lx))
 
 
-def _as_rgb_array(image: ImageInput) -> np.ndarray:
+def as_rgb_array(image: ImageInput) -> np.ndarray:
+    """(H, W, 3) uint8 RGB; an array that already is one is returned as is (no copy)."""
     if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8:
         return image  # already what we need: skip a copy on the webcam path
     return np.asarray(load_image(image))
@@ -111,7 +112,7 @@ class FaceDetector:
         """
         from facenet_pytorch.models.utils.detect_face import detect_face
 
-        rgb = _as_rgb_array(image)
+        rgb = as_rgb_array(image)
         h, w = rgb.shape[:2]
         scale = min(1.0, (max_side or self.config.detect_max_side) / max(h, w))
         small = rgb if scale == 1.0 else cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
@@ -138,7 +139,7 @@ class FaceDetector:
 
     def crop(self, image: ImageInput, face: Face, size: int = 48, align: bool | None = None) -> np.ndarray:
         """Crops one face; see `crop_face`."""
-        return crop_face(_as_rgb_array(image), face, size, self.config, align)
+        return crop_face(as_rgb_array(image), face, size, self.config, align)
 
 
 def crop_transform(face: Face, size: int, config: FaceConfig, align: bool | None = None) -> np.ndarray:
@@ -185,6 +186,17 @@ def crop_face(rgb: np.ndarray, face: Face, size: int = 48, config: FaceConfig | 
         m = m.copy()
         m[:, :2] *= k
     return cv2.warpAffine(src, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def resize_gray(gray: np.ndarray, size: int) -> np.ndarray:
+    """(H, W) uint8 grey -> (size, size): area-averaged when shrinking, bicubic when enlarging.
+
+    Preprocessing and serving both call this, so the mesh sees the same pixels in both.
+    """
+    if gray.shape == (size, size):
+        return gray
+    interp = cv2.INTER_AREA if min(gray.shape) > size else cv2.INTER_CUBIC
+    return cv2.resize(gray, (size, size), interpolation=interp)
 
 
 def to_gray(rgb: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ training drops the landmarks of random faces (modality dropout) so that case is 
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F

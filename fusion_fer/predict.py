@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from .artifacts import load_artifacts
-from .faces import Face, FaceConfig, FaceDetector, crop_face, to_gray
-from .imageio import ImageInput, load_image
+from .faces import Face, FaceConfig, FaceDetector, as_rgb_array, crop_face, resize_gray, to_gray
+from .imageio import ImageInput
 from .landmarks import FaceMesh, MeshConfig
 from .model import flip_average
 from .transforms import images_to_tensor, landmark_features
@@ -91,12 +91,9 @@ class Predictor:
         Raises:
             ImageLoadError: the input is not a readable image.
         """
-        is_rgb = isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8
-        rgb = image if is_rgb else np.asarray(load_image(image))  # webcam frames skip a copy
+        rgb = as_rgb_array(image)  # webcam frames skip a copy
         if not detect:
-            h, w = rgb.shape[:2]
-            return self._classify([to_gray(rgb)], [Face((0.0, 0.0, float(w), float(h)), 1.0, np.zeros((5, 2), np.float32))],
-                                  whole_image=True)
+            return self._classify([to_gray(rgb)], [_whole_image(rgb)], whole_image=True)
         faces = self.detector.detect(rgb, max_side=detect_max_side, min_face_fraction=min_face_fraction)
         if not faces:
             return []
@@ -107,34 +104,19 @@ class Predictor:
         """Predicts many images; with detect=False (face crops) all go through the model in one batch."""
         if detect:
             return [self.predict(im, detect=True) for im in images]
-        grays = []
-        boxes = []
-        for im in images:
-            rgb = np.asarray(load_image(im))
-            grays.append(to_gray(rgb))
-            h, w = rgb.shape[:2]
-            boxes.append(Face((0.0, 0.0, float(w), float(h)), 1.0, np.zeros((5, 2), np.float32)))
-        return [[r] for r in self._classify(grays, boxes, whole_image=True)]
+        rgbs = [as_rgb_array(im) for im in images]
+        return [[r] for r in self._classify([to_gray(rgb) for rgb in rgbs], [_whole_image(rgb) for rgb in rgbs],
+                                            whole_image=True)]
 
     @torch.inference_mode()
     def _classify(self, grays: list[np.ndarray], faces: list[Face], whole_image: bool = False) -> list[FaceResult]:
-        import cv2
-
         size = self.crop_size
-        crops = np.stack([g if g.shape == (size, size) else
-                          cv2.resize(g, (size, size), interpolation=cv2.INTER_AREA if min(g.shape) > size else cv2.INTER_CUBIC)
-                          for g in grays])
+        crops = np.stack([resize_gray(g, size) for g in grays])
         pts = [self.mesh(c) for c in crops]
         found = np.array([p is not None for p in pts])
         points = np.stack([p if p is not None else np.zeros((468, 3), np.float32) for p in pts])
-        z, zm = landmark_features(points, found, self.stats)
-        x = images_to_tensor(crops, self.model.config.image_size).to(self.device).contiguous(memory_format=torch.channels_last)
-        zt, zmt, ft = (torch.from_numpy(a).to(self.device) for a in (z, zm, found))
-        if self.flip:
-            logp = flip_average(self.model, x, zt, zmt, ft)
-        else:
-            logp = torch.log_softmax(self.model(x, zt, ft).float(), dim=1)
-        probs = torch.softmax((logp.float().cpu() + self.class_bias) / self.temperature, dim=1).numpy()
+        logp = log_probs(self.model, crops, points, found, self.stats, self.device, flip=self.flip)
+        probs = torch.softmax((logp.cpu() + self.class_bias) / self.temperature, dim=1).numpy()
         results = []
         for i, face in enumerate(faces):
             p = {c: float(v) for c, v in zip(self.classes, probs[i])}
@@ -143,6 +125,12 @@ class Predictor:
                 lm = _points_to_image(points[i], face, size, self.face_config, whole_image)
             results.append(FaceResult(face.box, max(p, key=p.get), p, lm, face.prob))
         return results
+
+
+def _whole_image(rgb: np.ndarray) -> Face:
+    """A pseudo-detection covering the whole image, for inputs that already are face crops."""
+    h, w = rgb.shape[:2]
+    return Face((0.0, 0.0, float(w), float(h)), 1.0, np.zeros((5, 2), np.float32))
 
 
 def _points_to_image(points: np.ndarray, face: Face, size: int, config: FaceConfig, whole_image: bool) -> np.ndarray:
@@ -164,6 +152,28 @@ def _points_to_image(points: np.ndarray, face: Face, size: int, config: FaceConf
     out[:, :2] = xy @ inv[:, :2].T + inv[:, 2]
     out[:, 2] *= size * np.sqrt(abs(np.linalg.det(inv[:, :2])))
     return out.astype(np.float32)
+
+
+@torch.inference_mode()
+def log_probs(model, crops: np.ndarray, points: np.ndarray, found: np.ndarray, stats, device: torch.device,
+              flip: bool = True, bf16: bool = False) -> torch.Tensor:
+    """The eval preset and the model, shared by serving and evaluation.
+
+    Args:
+        crops: (B, S, S) uint8 grey face crops; points: (B, 468, 3) crop-unit landmarks; found: (B,) bool.
+
+    Returns:
+        (B, 7) float32 log-probabilities, flip-averaged when `flip`.
+    """
+    x = images_to_tensor(crops, model.config.image_size).to(device).contiguous(memory_format=torch.channels_last)
+    z, zm = landmark_features(points, found, stats)
+    zt, zmt, ft = (torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in (z, zm, found))
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        if flip:
+            logp = flip_average(model, x, zt, zmt, ft)
+        else:
+            logp = torch.log_softmax(model(x, zt, ft).float(), dim=1)
+    return logp.float()
 
 
 def load_predictor(path: str | os.PathLike | None = None, device: str = "cpu", flip: bool = True) -> Predictor:

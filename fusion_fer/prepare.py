@@ -14,7 +14,7 @@ import json
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -83,9 +83,7 @@ def _init_worker(config: PrepareConfig, needs_detection: bool) -> None:
 
 def _crop_one(item) -> tuple[np.ndarray, bool, str | None]:
     """One sample -> (grey crop, face found, error message)."""
-    import cv2
-
-    from .faces import crop_face, to_gray
+    from .faces import crop_face, resize_gray, to_gray
     from .imageio import ImageLoadError, load_image
 
     config: PrepareConfig = _W["config"]
@@ -104,11 +102,7 @@ def _crop_one(item) -> tuple[np.ndarray, bool, str | None]:
                 return blank, False, f"{item}: no face found"
             return to_gray(crop_face(rgb, faces[0], size, config.face)), True, None
         gray = to_gray(rgb)
-    if gray.shape != (size, size):
-        h, w = gray.shape
-        interp = cv2.INTER_AREA if min(h, w) > size else cv2.INTER_CUBIC
-        gray = cv2.resize(gray, (size, size), interpolation=interp)
-    return gray, True, None
+    return resize_gray(gray, size), True, None
 
 
 def _process_shard(items: list) -> dict:
@@ -183,7 +177,7 @@ def prepare(ds: FaceDataset, out: str | os.PathLike, config: PrepareConfig | Non
     with ProcessPoolExecutor(max_workers=max(1, config.workers), mp_context=ctx,
                              initializer=_init_worker, initargs=(config, ds.needs_detection)) as pool:
         futures = {pool.submit(_process_shard, items_of(s, min(s + config.shard_size, n))): s for s in todo}
-        for fut in _as_completed(futures):
+        for fut in as_completed(futures):
             s = futures[fut]
             res = fut.result()
             errors += res.pop("errors")
@@ -211,12 +205,6 @@ def prepare(ds: FaceDataset, out: str | os.PathLike, config: PrepareConfig | Non
     }
     atomic_write_json(out / "meta.json", meta)
     return meta
-
-
-def _as_completed(futures):
-    from concurrent.futures import as_completed
-
-    return as_completed(futures)
 
 
 def report(arrays: dict) -> dict:

@@ -19,11 +19,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .data import CLASSES, SPLITS
+from .data import CLASSES
 from .landmarks import LandmarkStats, normalize
-from .model import FusionConfig, FusionNet, flip_average
+from .model import FusionConfig, FusionNet
+from .predict import log_probs
 from .prepare import Cache
-from .transforms import AugmentConfig, augment_batch, images_to_tensor, landmark_features
+from .transforms import AugmentConfig, augment_batch
 
 
 @dataclass
@@ -101,19 +102,10 @@ def predict_cache(model: FusionNet, cache: Cache, idx: np.ndarray, stats: Landma
     """Class probabilities (len(idx), 7) for cached faces, with or without flip averaging."""
     model.eval()
     out = []
-    size = model.config.image_size
     for s in range(0, len(idx), batch_size):
         b = idx[s:s + batch_size]
-        x = images_to_tensor(cache.images[b], size).to(device).contiguous(memory_format=torch.channels_last)
-        z, zm = landmark_features(cache.landmarks[b], cache.found[b], stats)
-        z, zm = torch.from_numpy(z).to(device), torch.from_numpy(zm).to(device)
-        f = torch.from_numpy(cache.found[b]).to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            if flip:
-                logp = flip_average(model, x, z, zm, f)
-            else:
-                logp = torch.log_softmax(model(x, z, f).float(), dim=1)
-        out.append(torch.exp(logp.float()).cpu().numpy())
+        logp = log_probs(model, cache.images[b], cache.landmarks[b], cache.found[b], stats, device, flip=flip, bf16=bf16)
+        out.append(torch.exp(logp).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.config.num_classes), np.float32)
 
 

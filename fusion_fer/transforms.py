@@ -34,12 +34,17 @@ class AugmentConfig:
     landmark_noise: float = 0.01  # std of Gaussian jitter on normalised landmarks
 
 
-def images_to_tensor(images: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
-    """(B, H, W) uint8 grey crops -> (B, 1, size, size) float, standardised."""
+def _unit_images(images: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
+    """(B, H, W) uint8 grey crops -> (B, 1, size, size) float in 0..1."""
     x = torch.as_tensor(images).float().unsqueeze(1) / 255.0
     if x.shape[-1] != size or x.shape[-2] != size:
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    return (x - IMAGE_MEAN) / IMAGE_STD
+    return x
+
+
+def images_to_tensor(images: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
+    """(B, H, W) uint8 grey crops -> (B, 1, size, size) float, standardised."""
+    return (_unit_images(images, size) - IMAGE_MEAN) / IMAGE_STD
 
 
 def landmark_features(points: np.ndarray, found: np.ndarray, stats: LandmarkStats) -> tuple[np.ndarray, np.ndarray]:
@@ -111,9 +116,7 @@ def augment_batch(images: np.ndarray, points: np.ndarray, found: np.ndarray, sta
     Returns:
         images (B, 1, size, size) standardised, landmarks (B, 1404) standardised (zeros where not found).
     """
-    x = torch.as_tensor(images).float().unsqueeze(1) / 255.0
-    if x.shape[-1] != size:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    x = _unit_images(images, size)
     b = x.shape[0]
     theta, flipped = random_affine(b, cfg, generator)
     x = warp_images(x, theta)
