@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from fusion_fer.data import DatasetError, open_dataset
-from fusion_fer.model import MODES, FusionConfig
+from fusion_fer.model import FUSIONS, MODES, FusionConfig
 from fusion_fer.prepare import CacheError, PrepareConfig, load_cache, prepare
 from fusion_fer.training import TrainConfig, train
 
@@ -32,6 +32,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=2e-3, help="AdamW peak learning rate")
     p.add_argument("--mode", choices=MODES, default="fused", help="fused model, or one branch alone (ablation)")
+    p.add_argument("--fusion", choices=FUSIONS, default="concat",
+                   help="fused models: concat (pooled CNN + landmark MLP) or guided (also CNN features read at mesh points)")
     p.add_argument("--image-size", type=int, default=48, help="CNN input side (48-64)")
     p.add_argument("--patience", type=int, default=12, help="early-stopping patience on PublicTest accuracy, in epochs")
     p.add_argument("--label-smoothing", type=float, default=0.1)
@@ -58,7 +60,7 @@ def main(args: argparse.Namespace) -> int:
             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, labels=args.labels, device=args.device,
             patience=args.patience, label_smoothing=args.label_smoothing, balance_power=args.balance_power,
             seed=args.seed, bf16=args.bf16, max_minutes=args.max_minutes,
-            model=FusionConfig(mode=args.mode, image_size=args.image_size),
+            model=FusionConfig(mode=args.mode, image_size=args.image_size, fusion=args.fusion),
         )
         summary = train(cache, out, config, resume=args.resume, progress=args.progress)
     except (DatasetError, CacheError, ValueError) as err:

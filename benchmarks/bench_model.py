@@ -1,6 +1,6 @@
 """One forward pass of the shipped model on a face and its flip (batch 2), on CPU.
 
-    python benchmarks/bench_model.py [--repeats 300]
+    python benchmarks/bench_model.py [--repeats 300] [--model FOLDER | --fusion concat|guided]
 
 Prints median and p95 in ms after warm-up (target: <= 10 ms on a 2-core CPU).
 """
@@ -16,25 +16,31 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fusion_fer.artifacts import load_artifacts  # noqa: E402
+from fusion_fer.model import FUSIONS, FusionConfig, FusionNet  # noqa: E402
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=300)
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--model", default=None, help="a model folder (default: the shipped artifacts/)")
+    src.add_argument("--fusion", choices=FUSIONS, default=None, help="time an untrained model of this design instead")
     args = p.parse_args()
-    model, _, _ = load_artifacts()
+    model = FusionNet(FusionConfig(fusion=args.fusion)).eval() if args.fusion else load_artifacts(args.model)[0]
     model = model.to(memory_format=torch.channels_last)
-    x = torch.randn(2, 1, 48, 48).contiguous(memory_format=torch.channels_last)
+    size = model.config.image_size
+    x = torch.randn(2, 1, size, size).contiguous(memory_format=torch.channels_last)
     z, f = torch.randn(2, 1404), torch.ones(2, dtype=torch.bool)
+    g = torch.rand(2, len(model.config.guide_points), 2) * 1.6 - 0.8 if model.config.uses_points else None
     ms = []
     with torch.inference_mode():
         for i in range(args.repeats + 20):
             t0 = time.perf_counter()
-            model(x, z, f)
+            model(x, z, f, g)
             if i >= 20:
                 ms.append((time.perf_counter() - t0) * 1e3)
     n = sum(p.numel() for p in model.parameters())
-    print(f"FusionNet ({n:,} parameters), batch 2 (face + flip), {torch.get_num_threads()} threads: "
+    print(f"FusionNet {model.config.mode}/{model.config.fusion} ({n:,} parameters), batch 2 (face + flip), {torch.get_num_threads()} threads: "
           f"median {np.median(ms):.2f} ms, p95 {np.percentile(ms, 95):.2f} ms over {len(ms)} runs")
     return 0
 

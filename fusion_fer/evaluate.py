@@ -117,20 +117,29 @@ def summarize(probs: np.ndarray, labels: np.ndarray) -> dict:
     }
 
 
+def split_probs(model, stats, cache, labels_kind: str = "fer2013", device: str = "cpu") -> dict[str, np.ndarray]:
+    """Raw model probabilities on the labelled test faces: PublicTest and PrivateTest flip-averaged,
+    PrivateTest also without flip; with the faces' cache indices and the cache's labels."""
+    dev = torch.device(device)
+    labels = cache_labels(cache, labels_kind)
+    pub = np.flatnonzero((cache.splits == SPLITS.index("PublicTest")) & (labels >= 0))
+    priv = np.flatnonzero((cache.splits == SPLITS.index("PrivateTest")) & (labels >= 0))
+    return {"labels": labels, "public_index": pub, "private_index": priv,
+            "public": predict_cache(model, cache, pub, stats, dev, flip=True),
+            "private": predict_cache(model, cache, priv, stats, dev, flip=True),
+            "private_no_flip": predict_cache(model, cache, priv, stats, dev, flip=False)}
+
+
 def evaluate(model, stats, cache, labels_kind: str = "fer2013", device: str = "cpu",
              class_bias: list[float] | None = None) -> dict:
     """Every figure of metrics.json for one model on one cache.
 
     `class_bias` None fits the per-class offsets on PublicTest; a list reuses a model's own.
     """
-    dev = torch.device(device)
-    labels = cache_labels(cache, labels_kind)
+    sp = split_probs(model, stats, cache, labels_kind, device)
+    pub, priv, labels = sp["public_index"], sp["private_index"], sp["labels"]
+    pub_raw, priv_raw, priv_plain_raw = sp["public"], sp["private"], sp["private_no_flip"]
     out: dict = {"labels": labels_kind, "split": "PrivateTest"}
-    pub = np.flatnonzero((cache.splits == SPLITS.index("PublicTest")) & (labels >= 0))
-    priv = np.flatnonzero((cache.splits == SPLITS.index("PrivateTest")) & (labels >= 0))
-    pub_raw = predict_cache(model, cache, pub, stats, dev, flip=True)
-    priv_raw = predict_cache(model, cache, priv, stats, dev, flip=True)
-    priv_plain_raw = predict_cache(model, cache, priv, stats, dev, flip=False)
     y = labels[priv]
     out["faces"] = int(len(priv))
     out["before_class_bias"] = {"with_flip": summarize(priv_raw, y), "without_flip": summarize(priv_plain_raw, y)}

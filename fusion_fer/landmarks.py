@@ -38,6 +38,28 @@ def eye_indices() -> tuple[np.ndarray, np.ndarray]:
     return _connection_vertices("FACEMESH_RIGHT_EYE"), _connection_vertices("FACEMESH_LEFT_EYE")
 
 
+def guide_indices() -> tuple[int, ...]:
+    """Mesh points where the fused model reads the CNN's feature maps (`FusionConfig.guide_points`).
+
+    MediaPipe's contours (lips, eyes, brows, face oval) and nose: the parts that move with an
+    expression. Closed under mirroring, so a flipped face reads the same set of places.
+    """
+    names = ("FACEMESH_CONTOURS", "FACEMESH_NOSE")
+    pts = set(np.concatenate([_connection_vertices(n) for n in names]).tolist())
+    pts |= {int(mirror_index()[i]) for i in pts}
+    return tuple(sorted(pts))
+
+
+def subset_mirror(indices: tuple[int, ...] | np.ndarray) -> np.ndarray:
+    """For a mirror-closed subset of mesh points: position j of a face is position out[j] of its mirror."""
+    idx = np.asarray(indices, dtype=np.int64)
+    where = {int(v): j for j, v in enumerate(idx)}
+    try:
+        return np.array([where[int(mirror_index()[v])] for v in idx], dtype=np.int64)
+    except KeyError as e:
+        raise ValueError(f"point set is not closed under mirroring: {e} is missing") from None
+
+
 @lru_cache(maxsize=None)
 def tesselation_edges() -> np.ndarray:
     """(E, 2) unique undirected edges of MediaPipe's face mesh triangulation."""

@@ -3,8 +3,14 @@
     image (B, 1, S, S) --encode_image-->     (B, Ci) --+
                                                        +--> head --> logits (B, 7)
     landmarks (B, 1404), found (B,) --encode_landmarks--> (B, Cl) --+
+    [fusion="guided"] CNN feature maps read at K mesh points (B, K, 2) --> (B, Cg) --+
 
-Faces whose landmarks were not found get a zero landmark feature plus a "missing" flag, and
+The landmark MLP sees the face's shape only (normalisation removes position and size). The
+guided fusion also uses *where* the points are: it samples the CNN's mid-level feature maps at
+the mesh's contour points, so the head gets appearance features aligned part by part (mouth
+corner, brow, eyelid) whatever the face's pose and framing.
+
+Faces whose landmarks were not found get zero landmark features plus a "missing" flag, and
 training drops the landmarks of random faces (modality dropout) so that case is learnt too.
 """
 from __future__ import annotations
@@ -16,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 MODES = ("fused", "image", "landmarks")
+FUSIONS = ("concat", "guided")
 
 
 @dataclass
@@ -34,13 +41,31 @@ class FusionConfig:
     dropout: float = 0.4  # before the last layer
     modality_dropout: float = 0.25  # training only: share of faces whose landmarks are hidden
     aux_weight: float = 0.3  # training only: weight of the per-branch auxiliary losses (each branch must learn alone)
+    fusion: str = "concat"  # concat: pooled CNN + landmark MLP; guided: also CNN features read at mesh points
+    guide_points: tuple[int, ...] = ()  # guided: mesh indices to read (default `landmarks.guide_indices()`)
+    guide_stage: int = 2  # guided: CNN stage whose output is read (12 x 12 at 48 px)
+    guide_dim: int = 16  # guided: channels kept per point
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"Invalid mode {self.mode!r}. Only {', '.join(MODES)} are supported.")
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"Invalid fusion {self.fusion!r}. Only {', '.join(FUSIONS)} are supported.")
         self.widths, self.depths, self.mlp_widths = tuple(self.widths), tuple(self.depths), tuple(self.mlp_widths)
         if len(self.widths) != len(self.depths):
             raise ValueError("widths and depths need one entry per stage")
+        if self.uses_points and not self.guide_points:
+            from .landmarks import guide_indices
+
+            self.guide_points = guide_indices()  # stored in config.json, so a saved model does not depend on MediaPipe's lists
+        self.guide_points = tuple(int(i) for i in self.guide_points)
+        if self.uses_points and not 0 <= self.guide_stage < len(self.widths):
+            raise ValueError(f"guide_stage must name one of the {len(self.widths)} CNN stages")
+
+    @property
+    def uses_points(self) -> bool:
+        """Whether the model reads feature maps at landmark positions (needs `points` in forward)."""
+        return self.mode == "fused" and self.fusion == "guided"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,10 +103,39 @@ class ImageEncoder(nn.Module):
                 cin = w
         self.layers = nn.Sequential(*layers)
         self.out_dim = widths[-1]
+        self.stage_ends = [sum(depths[:i + 1]) - 1 for i in range(len(depths))]  # index of each stage's last block
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.layers(self.stem(x))
-        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+    def forward(self, x: torch.Tensor, stage: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Pooled features (B, widths[-1]) and, when `stage` is given, that stage's feature maps."""
+        x = self.stem(x)
+        maps = None
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if stage is not None and i == self.stage_ends[stage]:
+                maps = x
+        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1), maps
+
+
+class GuidedPooling(nn.Module):
+    """Reads feature maps at K points: (B, C, H, W), (B, K, 2) grid coords -> (B, out_dim).
+
+    Each point's feature vector is squeezed to `point_dim` channels by a projection shared by
+    all points; the flattened (K * point_dim) vector then goes through a layer whose weights are
+    point-specific, so "mouth corner" and "brow" features stay apart.
+    """
+
+    def __init__(self, channels: int, num_points: int, point_dim: int, out_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.point_proj = nn.Sequential(nn.Conv1d(channels, point_dim, 1, bias=False), nn.BatchNorm1d(point_dim), nn.ReLU(inplace=True))
+        self.mix = nn.Sequential(nn.Dropout(dropout), nn.Linear(num_points * point_dim, out_dim), nn.BatchNorm1d(out_dim),
+                                 nn.ReLU(inplace=True))
+        self.out_dim = out_dim
+
+    def forward(self, maps: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+        # grid_sample in float32: bf16 bilinear weights would blur a 12 x 12 map's sub-pixel positions
+        feats = F.grid_sample(maps.float(), points.float().unsqueeze(2), mode="bilinear", padding_mode="zeros",
+                              align_corners=False).squeeze(3)  # (B, C, K)
+        return self.mix(torch.flatten(self.point_proj(feats.to(maps.dtype)), 1))
 
 
 class LandmarkEncoder(nn.Module):
@@ -113,6 +167,13 @@ class FusionNet(nn.Module):
         if c.mode in ("fused", "landmarks"):
             self.landmark_encoder = LandmarkEncoder(c.landmark_dim, c.mlp_widths, c.mlp_dropout)
             feat += self.landmark_encoder.out_dim + 1  # + the "landmarks found" flag
+        if c.uses_points:
+            from .landmarks import subset_mirror
+
+            self.guided = GuidedPooling(c.widths[c.guide_stage], len(c.guide_points), c.guide_dim, c.mlp_widths[-1], c.mlp_dropout)
+            feat += self.guided.out_dim
+            # Flip averaging mirrors the guide points: position j of a face is position guide_mirror[j] of its flip.
+            self.register_buffer("guide_mirror", torch.from_numpy(subset_mirror(c.guide_points)), persistent=False)
         self.fusion = nn.Sequential(nn.Linear(feat, c.head_hidden), nn.BatchNorm1d(c.head_hidden), nn.ReLU(inplace=True))
         self.classifier = nn.Sequential(nn.Dropout(c.dropout), nn.Linear(c.head_hidden, c.num_classes))
         if c.mode == "fused" and c.aux_weight > 0:
@@ -122,26 +183,32 @@ class FusionNet(nn.Module):
             self.aux_landmarks = nn.Linear(self.landmark_encoder.out_dim, c.num_classes)
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 1, S, S) float images, standardised as `transforms.to_tensor` does -> (B, Ci)."""
-        return self.image_encoder(images)
+        """(B, 1, S, S) float images, standardised as `transforms.images_to_tensor` does -> (B, Ci)."""
+        return self.image_encoder(images)[0]
 
     def encode_landmarks(self, landmarks: torch.Tensor, found: torch.Tensor) -> torch.Tensor:
         """(B, 1404) standardised landmarks, (B,) found flags -> (B, Cl + 1); zeros where not found."""
         f = found.to(landmarks.dtype).unsqueeze(1)
         return torch.cat([self.landmark_encoder(landmarks * f) * f, f], dim=1)
 
-    def forward_features(self, images: torch.Tensor, landmarks: torch.Tensor, found: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward_features(self, images: torch.Tensor, landmarks: torch.Tensor, found: torch.Tensor,
+                         points: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Branch features and the fused feature, for the head and the auxiliary losses."""
         c = self.config
         feats: dict[str, torch.Tensor] = {}
         parts = []
         if c.mode in ("fused", "image"):
-            feats["image"] = self.encode_image(images)
+            feats["image"], maps = self.image_encoder(images, stage=c.guide_stage if c.uses_points else None)
             parts.append(feats["image"])
         if c.mode in ("fused", "landmarks"):
             lm = self.encode_landmarks(landmarks, found)
             feats["landmarks"] = lm[:, :-1]
             parts.append(lm)
+        if c.uses_points:
+            if points is None:
+                raise ValueError("this model reads features at landmark positions: pass points (B, K, 2)")
+            f = found.to(maps.dtype).unsqueeze(1)
+            parts.append(self.guided(maps, points) * f)  # no landmarks, no positions to read
         feats["fused"] = self.fusion(torch.cat(parts, dim=1))
         return feats
 
@@ -149,13 +216,18 @@ class FusionNet(nn.Module):
         """(B, head_hidden) -> (B, num_classes) logits."""
         return self.classifier(fused)
 
-    def forward(self, images: torch.Tensor, landmarks: torch.Tensor, found: torch.Tensor) -> torch.Tensor:
-        """Logits (B, num_classes). `images` (B, 1, S, S); `landmarks` (B, 1404); `found` (B,) bool."""
-        return self.head(self.forward_features(images, landmarks, found)["fused"])
+    def forward(self, images: torch.Tensor, landmarks: torch.Tensor, found: torch.Tensor,
+                points: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, num_classes).
 
-    def training_loss(self, images, landmarks, found, targets, criterion) -> tuple[torch.Tensor, torch.Tensor]:
+        `images` (B, 1, S, S); `landmarks` (B, 1404); `found` (B,) bool; `points` (B, K, 2): the
+        guide points in grid coordinates (`transforms.guide_grid`), needed only when `config.uses_points`.
+        """
+        return self.head(self.forward_features(images, landmarks, found, points)["fused"])
+
+    def training_loss(self, images, landmarks, found, targets, criterion, points=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Main loss plus the auxiliary branch losses; returns (loss, main logits)."""
-        feats = self.forward_features(images, landmarks, found)
+        feats = self.forward_features(images, landmarks, found, points)
         logits = self.head(feats["fused"])
         loss = criterion(logits, targets)
         if hasattr(self, "aux_image"):
@@ -169,7 +241,7 @@ class FusionNet(nn.Module):
 
 @torch.inference_mode()
 def flip_average(model: FusionNet, images: torch.Tensor, landmarks: torch.Tensor,
-                 landmarks_flipped: torch.Tensor, found: torch.Tensor) -> torch.Tensor:
+                 landmarks_flipped: torch.Tensor, found: torch.Tensor, points: torch.Tensor | None = None) -> torch.Tensor:
     """Test-time flip averaging in one forward pass.
 
     Args:
@@ -178,6 +250,8 @@ def flip_average(model: FusionNet, images: torch.Tensor, landmarks: torch.Tensor
         landmarks_flipped: (B, 1404) standardised *mirrored* landmarks (`landmarks.mirror` before
             standardising), i.e. what the mesh would give on the flipped faces.
         found: (B,) landmark flags.
+        points: (B, K, 2) guide points (grid coordinates) for models that read them; their
+            mirrors (x negated, left/right swapped) are made here.
 
     Returns:
         (B, num_classes) logits whose softmax is the mean of both views' probabilities
@@ -187,5 +261,10 @@ def flip_average(model: FusionNet, images: torch.Tensor, landmarks: torch.Tensor
     x = torch.cat([images, torch.flip(images, dims=[3])])
     z = torch.cat([landmarks, landmarks_flipped])
     f = torch.cat([found, found])
-    probs = torch.softmax(model(x, z, f).float(), dim=1)
+    p = None
+    if points is not None:
+        pf = points[:, model.guide_mirror].clone()
+        pf[..., 0] = -pf[..., 0]
+        p = torch.cat([points, pf])
+    probs = torch.softmax(model(x, z, f, p).float(), dim=1)
     return torch.log((probs[:b] + probs[b:]) / 2)

@@ -18,7 +18,7 @@ from .faces import Face, FaceConfig, FaceDetector, as_rgb_array, crop_face, resi
 from .imageio import ImageInput
 from .landmarks import FaceMesh, MeshConfig
 from .model import flip_average
-from .transforms import images_to_tensor, landmark_features
+from .transforms import guide_grid, images_to_tensor, landmark_features
 
 
 @dataclass
@@ -168,11 +168,12 @@ def log_probs(model, crops: np.ndarray, points: np.ndarray, found: np.ndarray, s
     x = images_to_tensor(crops, model.config.image_size).to(device).contiguous(memory_format=torch.channels_last)
     z, zm = landmark_features(points, found, stats)
     zt, zmt, ft = (torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in (z, zm, found))
+    g = guide_grid(points, model.config.guide_points).to(device) if model.config.uses_points else None
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         if flip:
-            logp = flip_average(model, x, zt, zmt, ft)
+            logp = flip_average(model, x, zt, zmt, ft, g)
         else:
-            logp = torch.log_softmax(model(x, zt, ft).float(), dim=1)
+            logp = torch.log_softmax(model(x, zt, ft, g).float(), dim=1)
     return logp.float()
 
 

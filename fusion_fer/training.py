@@ -212,14 +212,16 @@ def train(cache: Cache, out_dir: str | os.PathLike, config: TrainConfig, resume:
             if config.model.mode == "fused" and config.model.modality_dropout > 0:
                 # Hide landmarks on some faces so the image branch alone must carry them.
                 found &= torch.rand(len(b), generator=gen).numpy() >= config.model.modality_dropout
-            x, z = augment_batch(cache.images[b], cache.landmarks[b], found, stats, config.model.image_size, config.augment, gen)
+            x, z, guide = augment_batch(cache.images[b], cache.landmarks[b], found, stats, config.model.image_size, config.augment,
+                                    gen, guide_points=config.model.guide_points if config.model.uses_points else ())
             x, z = x.to(device, non_blocking=True).contiguous(memory_format=memory_format), z.to(device, non_blocking=True)
+            guide = guide.to(device, non_blocking=True) if guide is not None else None
             f = torch.from_numpy(found).to(device)
             y = torch.from_numpy(labels[b]).to(device)
             for g in opt.param_groups:
                 g["lr"] = lr_at((epoch - 1) * steps_per_epoch + step, total_steps, warmup, config.lr)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
-                loss, logits = model.training_loss(x, z, f, y, criterion)
+                loss, logits = model.training_loss(x, z, f, y, criterion, points=guide)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

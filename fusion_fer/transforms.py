@@ -62,6 +62,13 @@ def landmark_features(points: np.ndarray, found: np.ndarray, stats: LandmarkStat
     return feats.astype(np.float32), feats_m.astype(np.float32)
 
 
+def guide_grid(points: np.ndarray | torch.Tensor, indices: tuple[int, ...]) -> torch.Tensor:
+    """Crop-unit points (B, 468, 3) -> (B, K, 2) positions of the guide points in `grid_sample`'s
+    [-1, 1] coordinates (align_corners=False: -1 is the crop's outer edge, as for `warp_points`)."""
+    pts = torch.as_tensor(points)[:, list(indices), :2].float()
+    return pts * 2 - 1
+
+
 def random_affine(n: int, cfg: AugmentConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Random affine matrices in `affine_grid`'s convention (output coords -> input coords).
 
@@ -107,20 +114,25 @@ def warp_points(points: torch.Tensor, theta: torch.Tensor, flipped: torch.Tensor
 
 
 def augment_batch(images: np.ndarray, points: np.ndarray, found: np.ndarray, stats: LandmarkStats,
-                  size: int, cfg: AugmentConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+                  size: int, cfg: AugmentConfig, generator: torch.Generator,
+                  guide_points: tuple[int, ...] = ()) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """The training preset on a batch.
 
     Args:
         images: (B, H, W) uint8 grey crops; points: (B, 468, 3) crop units; found: (B,) bool.
+        guide_points: mesh indices whose moved positions the model reads (guided fusion), or ().
 
     Returns:
-        images (B, 1, size, size) standardised, landmarks (B, 1404) standardised (zeros where not found).
+        images (B, 1, size, size) standardised, landmarks (B, 1404) standardised (zeros where not
+        found), and the guide points' positions (B, K, 2) after the same warp (None without guide points).
     """
     x = _unit_images(images, size)
     b = x.shape[0]
     theta, flipped = random_affine(b, cfg, generator)
     x = warp_images(x, theta)
-    pts = warp_points(torch.as_tensor(points), theta, flipped).numpy()
+    pts_t = warp_points(torch.as_tensor(points), theta, flipped)
+    pts = pts_t.numpy()
+    grid = guide_grid(pts_t, guide_points) if guide_points else None
 
     # photometric: image only
     r = lambda *s: torch.rand(*s, generator=generator)  # noqa: E731
@@ -147,4 +159,4 @@ def augment_batch(images: np.ndarray, points: np.ndarray, found: np.ndarray, sta
             0, cfg.landmark_noise, norm.shape).astype(np.float32)
     z = stats(norm)
     z[~np.asarray(found, bool)] = 0.0
-    return x.contiguous(memory_format=torch.channels_last), torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32))
+    return x.contiguous(memory_format=torch.channels_last), torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32)), grid

@@ -55,3 +55,24 @@ def test_summary_counts():
     s = summarize(probs, np.array([0, 1, 2, 3]))
     assert s["accuracy"] == 0.75 and s["confusion_matrix"][3][2] == 1
     assert s["per_class"]["happy"]["recall"] == 0.0 and s["per_class"]["angry"]["precision"] == 1.0
+
+
+def test_paired_difference_separates_a_real_gain_from_noise():
+    from fusion_fer.ablation import paired_difference
+
+    rng = np.random.default_rng(0)
+    base = rng.random(3589) < 0.70
+    better = base.copy()
+    better[np.flatnonzero(~base)[:60]] = True  # right on 60 more faces, wrong on none it had right
+    r = paired_difference(base, better)
+    assert r["difference"] == round(60 / 3589, 4) and r["only_model_right"] == 60 and r["only_baseline_right"] == 0
+    assert 0 < r["ci95"][0] < r["difference"] < r["ci95"][1] and r["mcnemar_p"] < 1e-10
+    # Same accuracy gain, but from swapping many answers both ways: no longer convincing.
+    swapped = base.copy()
+    swapped[np.flatnonzero(base)[:1000]] = False
+    swapped[np.flatnonzero(~base)[:1060]] = True
+    r = paired_difference(base, swapped)
+    assert abs(r["difference"] - 60 / 3589) < 1e-4
+    assert r["ci95"][0] < 0 < r["ci95"][1] and r["mcnemar_p"] > 0.01
+    same = paired_difference(base, base)
+    assert same["difference"] == 0 and same["ci95"] == [0, 0] and same["mcnemar_p"] == 1.0

@@ -59,10 +59,12 @@ def test_sampler_balances_by_power():
     assert np.isclose(w[labels == 0].sum(), 0.9)  # natural mix
 
 
-def test_train_checkpoints_and_resumes(tiny_cache, tmp_path):
+@pytest.mark.parametrize("fusion", ["concat", "guided"])
+def test_train_checkpoints_and_resumes(tiny_cache, tmp_path, fusion):
     cache = load_cache(tiny_cache)
+    model = FusionConfig(**{**SMALL.to_dict(), "fusion": fusion, "guide_stage": 1})
     cfg = TrainConfig(epochs=4, batch_size=4, lr=1e-2, warmup_epochs=0, label_smoothing=0, device="cpu", bf16=False,
-                      model=SMALL, patience=10, augment=AugmentConfig(rotate=5, erase_p=0))
+                      model=model, patience=10, augment=AugmentConfig(rotate=5, erase_p=0))
     out = tmp_path / "run"
     first = train(cache, out, TrainConfig(**{**cfg.__dict__, "max_minutes": 0.0}), progress=False)
     assert first["epochs_run"] == 1 and not first["finished"]  # stopped by the time budget after epoch 1
@@ -78,6 +80,33 @@ def test_train_checkpoints_and_resumes(tiny_cache, tmp_path):
     # It learns: both losses fall over four short epochs.
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"]) - 0.3
     assert float(rows[-1]["val_loss"]) < float(rows[0]["val_loss"])
+
+
+def test_ablation_compares_runs_on_the_same_faces(tiny_cache, tmp_path):
+    """Two tiny runs (image-only, fused) through `python -m fusion_fer.ablation`: figures agree with evaluate's."""
+    from fusion_fer import ablation
+    from fusion_fer.evaluate import evaluate
+    from fusion_fer.training import load_run_model
+
+    cache = load_cache(tiny_cache)
+    for mode in ("image", "fused"):
+        cfg = TrainConfig(epochs=2, batch_size=4, lr=1e-2, warmup_epochs=0, device="cpu", bf16=False,
+                          model=FusionConfig(**{**SMALL.to_dict(), "mode": mode}))
+        train(cache, tmp_path / mode, cfg, progress=False)
+    out, png = tmp_path / "ablation.json", tmp_path / "ablation.png"
+    assert ablation.main(["--data", str(tiny_cache), "--run", f"image={tmp_path / 'image'}", "--run", f"fused={tmp_path / 'fused'}",
+                          "--baseline", "image", "--json", str(out), "--plot", str(png)]) == 0
+    res = json.loads(out.read_text())
+    assert res["faces"] == 4 and set(res["models"]) == {"image", "fused"} and "vs_image" not in res["models"]["image"]
+    for name in ("image", "fused"):
+        model, stats, _ = load_run_model(tmp_path / name)
+        ev = evaluate(model, stats, cache)
+        assert res["models"][name]["raw"]["accuracy_with_flip"] == ev["before_class_bias"]["with_flip"]["accuracy"]
+    d = res["models"]["fused"]["vs_image"]["raw"]
+    assert abs(d["difference"] - (res["models"]["fused"]["raw"]["accuracy_with_flip"] - res["models"]["image"]["raw"]["accuracy_with_flip"])) < 1e-3
+    assert png.stat().st_size > 5000
+    with pytest.raises(SystemExit):
+        ablation.main(["--data", str(tiny_cache), "--run", f"image={tmp_path / 'image'}", "--baseline", "fused"])
 
 
 def test_ferplus_labels_train(tiny_cache, tmp_path):
