@@ -32,7 +32,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=2e-3, help="AdamW peak learning rate")
     p.add_argument("--mode", choices=MODES, default="fused", help="fused model, or one branch alone (ablation)")
-    p.add_argument("--fusion", choices=FUSIONS, default="concat",
+    p.add_argument("--fusion", choices=FUSIONS, default=FusionConfig.fusion,
                    help="fused models: concat (pooled CNN + landmark MLP) or guided (also CNN features read at mesh points)")
     p.add_argument("--image-size", type=int, default=48, help="CNN input side (48-64)")
     p.add_argument("--patience", type=int, default=12, help="early-stopping patience on PublicTest accuracy, in epochs")

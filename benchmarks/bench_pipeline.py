@@ -29,10 +29,9 @@ sys.path.insert(0, str(ROOT))
 
 from fusion_fer import load_image, load_predictor  # noqa: E402
 from fusion_fer.faces import crop_face, to_gray  # noqa: E402
-from fusion_fer.model import flip_average  # noqa: E402
+from fusion_fer.predict import log_probs  # noqa: E402
 from fusion_fer.samples import astronaut, cameraman, grace_hopper  # noqa: E402
 from fusion_fer.stream import StreamState  # noqa: E402
-from fusion_fer.transforms import images_to_tensor, landmark_features  # noqa: E402
 from fusion_fer.viz import draw_faces  # noqa: E402
 
 
@@ -90,9 +89,7 @@ def stages(predictor, rgb: np.ndarray, repeats: int, encoded: bytes) -> dict:
         if crops:
             found = np.array([p is not None for p in pts])
             points = np.stack([p if p is not None else np.zeros((468, 3), np.float32) for p in pts])
-            z, zm = landmark_features(points, found, predictor.stats)
-            x = images_to_tensor(np.stack(crops), 48).contiguous(memory_format=torch.channels_last)
-            flip_average(predictor.model, x, torch.from_numpy(z), torch.from_numpy(zm), torch.from_numpy(found))
+            log_probs(predictor.model, np.stack(crops), points, found, predictor.stats, predictor.device)
         s4 = time.perf_counter()
         results = predictor.predict(img)
         s5 = time.perf_counter()

@@ -41,7 +41,7 @@ class FusionConfig:
     dropout: float = 0.4  # before the last layer
     modality_dropout: float = 0.25  # training only: share of faces whose landmarks are hidden
     aux_weight: float = 0.3  # training only: weight of the per-branch auxiliary losses (each branch must learn alone)
-    fusion: str = "concat"  # concat: pooled CNN + landmark MLP; guided: also CNN features read at mesh points
+    fusion: str = "guided"  # guided: also CNN features read at mesh points; concat: pooled CNN + landmark MLP only
     guide_points: tuple[int, ...] = ()  # guided: mesh indices to read (default `landmarks.guide_indices()`)
     guide_stage: int = 2  # guided: CNN stage whose output is read (12 x 12 at 48 px)
     guide_dim: int = 16  # guided: channels kept per point

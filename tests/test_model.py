@@ -7,7 +7,8 @@ import torch
 from fusion_fer.model import FusionConfig, FusionNet, flip_average
 
 
-GUIDED = FusionConfig(fusion="guided")
+GUIDED = FusionConfig()  # the default design
+CONCAT = FusionConfig(fusion="concat")
 
 
 def _points(n: int, k: int = len(GUIDED.guide_points)) -> torch.Tensor:
@@ -30,7 +31,7 @@ def test_forward_shapes_and_finite(mode, fusion):
 
 def test_missing_landmarks_are_ignored_not_read():
     torch.manual_seed(0)
-    m = FusionNet(FusionConfig()).eval()
+    m = FusionNet(CONCAT).eval()
     x, f = torch.randn(2, 1, 48, 48), torch.tensor([False, False])
     a = m(x, torch.randn(2, 1404), f)
     b = m(x, torch.randn(2, 1404) * 100, f)
@@ -40,7 +41,7 @@ def test_missing_landmarks_are_ignored_not_read():
 
 def test_flip_average_is_the_mean_of_both_views():
     torch.manual_seed(0)
-    m = FusionNet(FusionConfig(image_size=64)).eval()
+    m = FusionNet(FusionConfig(image_size=64, fusion="concat")).eval()
     x, z, zm, f = torch.randn(4, 1, 64, 64), torch.randn(4, 1404), torch.randn(4, 1404), torch.ones(4, dtype=torch.bool)
     got = torch.exp(flip_average(m, x, z, zm, f))
     with torch.no_grad():
@@ -75,7 +76,7 @@ def test_guided_fusion_reads_the_maps_at_the_points_only_when_landmarks_exist():
 def test_flip_average_is_exactly_mirror_symmetric():
     """Given a face's landmarks and their mirror, the flipped face gets the same probabilities."""
     torch.manual_seed(0)
-    m = FusionNet(FusionConfig()).eval()
+    m = FusionNet(CONCAT).eval()
     x, z, zm, f = torch.randn(2, 1, 48, 48), torch.randn(2, 1404), torch.randn(2, 1404), torch.ones(2, dtype=torch.bool)
     a = flip_average(m, x, z, zm, f)
     b = flip_average(m, torch.flip(x, dims=[3]), zm, z, f)

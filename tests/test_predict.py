@@ -47,18 +47,22 @@ def test_predicts_every_face_with_box_probs_and_landmarks(predictor, hopper_rgb)
 def test_a_face_and_its_mirror_get_the_same_probabilities(hopper_crop):
     """On the shipped (trained) model: flip averaging makes a face and its mirror agree.
 
-    The two predictions differ only through Face Mesh's own noise on the flipped crop.
+    The two predictions differ only through Face Mesh's own noise on the flipped crop (the
+    guided fusion reads features at the mesh points, so point jitter moves them a little):
+    0.04 at most on Grace Hopper with flip averaging, 0.25 without.
     """
     from fusion_fer.artifacts import DEFAULT_DIR
 
     if not (DEFAULT_DIR / "model.safetensors").exists():
         pytest.skip("no shipped model in artifacts/")
     flipped = np.ascontiguousarray(hopper_crop[:, ::-1])
-    p = load_predictor()
-    a, b = p.predict(hopper_crop, detect=False)[0].probs, p.predict(flipped, detect=False)[0].probs
-    diff = max(abs(a[c] - b[c]) for c in CLASSES)
-    print(f"max probability difference, face vs mirror: {diff:.4f} (flip-averaged)")
-    assert diff < 0.03
+    diffs = {}
+    for flip in (True, False):
+        p = load_predictor(flip=flip)
+        a, b = p.predict(hopper_crop, detect=False)[0].probs, p.predict(flipped, detect=False)[0].probs
+        diffs[flip] = max(abs(a[c] - b[c]) for c in CLASSES)
+    print(f"max probability difference, face vs mirror: {diffs[True]:.4f} flip-averaged, {diffs[False]:.4f} without")
+    assert diffs[True] < 0.05 and diffs[True] < diffs[False] / 4
 
 
 def test_no_face_gives_an_empty_list(predictor):
@@ -87,10 +91,28 @@ def test_artifacts_round_trip(model_dir):
     model, stats, config = load_artifacts(model_dir)
     assert config["classes"] == list(CLASSES) and config["image_size"] == 48
     assert config["face"]["crop_scale"] > 1.0 and len(config["landmarks"]["mean"]) == 1404
-    x = torch.randn(2, 1, 48, 48)
+    assert config["model"]["fusion"] == "guided" and len(config["model"]["guide_points"]) == len(model.config.guide_points)
+    x, z, f = torch.randn(2, 1, 48, 48), torch.randn(2, 1404), torch.ones(2, dtype=torch.bool)
+    g = torch.rand(2, len(model.config.guide_points), 2) * 2 - 1
     again, _, _ = load_artifacts(model_dir)
-    assert torch.allclose(model(x, torch.zeros(2, 1404), torch.zeros(2, dtype=torch.bool)),
-                          again(x, torch.zeros(2, 1404), torch.zeros(2, dtype=torch.bool)))
+    assert torch.allclose(model(x, z, f, g), again(x, z, f, g))
+
+
+def test_model_folders_from_before_guided_fusion_still_load(tmp_path):
+    """config.json without a "fusion" key (written before it existed) is a concat model."""
+    import json
+
+    torch.manual_seed(0)
+    model = FusionNet(FusionConfig(fusion="concat")).eval()
+    stats = LandmarkStats(np.zeros(1404, np.float32), np.ones(1404, np.float32))
+    folder = save_artifacts(tmp_path, model, stats)
+    cfg = json.loads((folder / "config.json").read_text())
+    for key in ("fusion", "guide_points", "guide_stage", "guide_dim"):
+        del cfg["model"][key]
+    (folder / "config.json").write_text(json.dumps(cfg))
+    again, _, _ = load_artifacts(folder)
+    x, z, f = torch.randn(2, 1, 48, 48), torch.randn(2, 1404), torch.ones(2, dtype=torch.bool)
+    assert again.config.fusion == "concat" and torch.allclose(model(x, z, f), again(x, z, f))
 
 
 def test_fast_stream_detection_keeps_the_prediction(hopper_rgb):

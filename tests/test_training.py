@@ -18,7 +18,7 @@ from fusion_fer.transforms import AugmentConfig
 
 from .test_data import write_fer_csv
 
-SMALL = FusionConfig(widths=(16, 32), depths=(1, 1), mlp_widths=(32,), head_hidden=16)
+SMALL = FusionConfig(widths=(16, 32), depths=(1, 1), mlp_widths=(32,), head_hidden=16, guide_stage=1)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_sampler_balances_by_power():
 @pytest.mark.parametrize("fusion", ["concat", "guided"])
 def test_train_checkpoints_and_resumes(tiny_cache, tmp_path, fusion):
     cache = load_cache(tiny_cache)
-    model = FusionConfig(**{**SMALL.to_dict(), "fusion": fusion, "guide_stage": 1})
+    model = FusionConfig(**{**SMALL.to_dict(), "fusion": fusion})
     cfg = TrainConfig(epochs=4, batch_size=4, lr=1e-2, warmup_epochs=0, label_smoothing=0, device="cpu", bf16=False,
                       model=model, patience=10, augment=AugmentConfig(rotate=5, erase_p=0))
     out = tmp_path / "run"
