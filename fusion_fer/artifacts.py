@@ -80,7 +80,6 @@ def load_artifacts(path: str | os.PathLike | None = None, device: str | torch.de
         raise ArtifactError(f"{cfg_file}: format_version {config.get('format_version')} is not {FORMAT_VERSION}")
     if tuple(config["classes"]) != CLASSES:
         raise ArtifactError(f"{cfg_file}: classes {config['classes']} differ from this version's {list(CLASSES)}")
-    # Folders written before guided fusion existed have no "fusion" key; they were all concat models.
-    model = FusionNet(FusionConfig(**{"fusion": "concat", **config["model"]}))
+    model = FusionNet(FusionConfig.from_dict(config["model"]))
     model.load_state_dict(load_file(str(weights), device=str(device)))
     return model.to(device).eval(), LandmarkStats.from_dict(config["landmarks"]), config

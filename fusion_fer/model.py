@@ -70,6 +70,14 @@ class FusionConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> FusionConfig:
+        """Inverse of `to_dict`, for config.json and args.json files, old ones included.
+
+        Files written before guided fusion existed have no "fusion" key: they are all concat models.
+        """
+        return cls(**{"fusion": "concat", **d})
+
 
 class ResBlock(nn.Module):
     """Pre-activation-free basic residual block (conv-BN-ReLU-conv-BN + shortcut)."""

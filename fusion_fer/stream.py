@@ -42,12 +42,12 @@ class StreamState:
     max_missed: int = 5
     detect_max_side: int = 320  # webcam frames are detected on a 320 px copy...
     min_face_fraction: float = 0.2  # ...for faces of at least a fifth of the frame: a short MTCNN pyramid
+    tracks: list[_Track] = field(default_factory=list)
+    times: deque = field(default_factory=lambda: deque(maxlen=30))
 
     def predict_kwargs(self) -> dict:
         """The detection settings `Predictor.predict` takes for a stream frame."""
         return {"detect_max_side": self.detect_max_side, "min_face_fraction": self.min_face_fraction}
-    tracks: list[_Track] = field(default_factory=list)
-    times: deque = field(default_factory=lambda: deque(maxlen=30))
 
     def update(self, faces: list[FaceResult], classes: tuple[str, ...]) -> list[FaceResult]:
         """Returns the faces with smoothed probabilities (and labels), in the same order."""

@@ -273,7 +273,7 @@ def load_run_model(run_dir: str | os.PathLike, device: str | torch.device = "cpu
     """The best model of a training run, its landmark statistics and its settings."""
     run = Path(run_dir)
     args = json.loads((run / "args.json").read_text())
-    model_cfg = FusionConfig(**{"fusion": "concat", **args.pop("model")})  # runs from before guided fusion: concat
+    model_cfg = FusionConfig.from_dict(args.pop("model"))
     aug = AugmentConfig(**args.pop("augment"))
     config = TrainConfig(**args, model=model_cfg, augment=aug)
     model = FusionNet(model_cfg)

@@ -10,7 +10,7 @@ FUSION="${3:-guided}"
 OUT="runs/ablation${EPOCHS}"
 for mode in landmarks image fused; do
   python train.py --data "$CACHE" --out "${OUT}_${mode}" --mode "$mode" --fusion "$FUSION" --epochs "$EPOCHS" \
-    --no-progress --resume
+    --patience "$EPOCHS" --no-progress --resume  # no early stop: every model gets every epoch
 done
 python -m fusion_fer.ablation --data "$CACHE" --baseline image \
   --run "image=${OUT}_image" --run "landmarks=${OUT}_landmarks" --run "fused=${OUT}_fused" \
