@@ -1,4 +1,4 @@
-"""fusion_fer web app: photo upload, live webcam, and the model card.
+"""fusion_fer web app: photo upload, live webcam, recorded video, and the model card.
 
     python app.py                      # http://127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT honoured)
 
@@ -25,11 +25,15 @@ sys.path.insert(0, str(ROOT))  # import the library from this checkout, whatever
 
 from fusion_fer import CLASSES, ImageLoadError, load_image, load_predictor  # noqa: E402
 from fusion_fer.artifacts import DEFAULT_DIR  # noqa: E402
-from fusion_fer.samples import astronaut, grace_hopper  # noqa: E402
+from fusion_fer.samples import astronaut, face_clip, grace_hopper  # noqa: E402
 from fusion_fer.stream import StreamState  # noqa: E402
-from fusion_fer.viz import draw_faces, draw_message  # noqa: E402
+from fusion_fer.video import VideoConfig, VideoError, analyze_video, probe, speed_note  # noqa: E402
+from fusion_fer.viz import draw_faces, draw_message, plot_timeline  # noqa: E402
 
-MAX_UPLOAD = "10mb"  # per file; larger uploads are refused by the server before our code runs
+MAX_PHOTO_MB = 10  # per photo, checked before decoding
+MAX_VIDEO_MB = 100  # per video; the server refuses any upload larger than this before our code runs
+MAX_VIDEO_SECONDS = 120  # longer videos are refused before decoding (2 min at 30 fps: ~3 min of work at --every 1)
+MAX_UPLOAD = f"{MAX_VIDEO_MB}mb"
 STREAM_SECONDS = 600  # one webcam session may use the server this long, then must be restarted
 STREAM_EVERY = 0.07  # seconds between frames sent by the browser: a little under 0.1 so the server, not the timer, sets the pace
 
@@ -49,6 +53,7 @@ def upload_image(**kwargs) -> gr.Image:
 
 
 _OUT_DIR = Path(tempfile.mkdtemp(prefix="fusion_fer_"))
+EXAMPLES_DIR = Path(tempfile.gettempdir()) / "fusion_fer_examples"  # made here at start: examples ship as code, not files
 
 
 def _save_annotated(rgb: np.ndarray) -> str:
@@ -60,19 +65,27 @@ def _save_annotated(rgb: np.ndarray) -> str:
     """
     from PIL import Image
 
-    now = time.time()
-    for old in _OUT_DIR.glob("*.jpg"):
-        if now - old.stat().st_mtime > 600:
-            old.unlink(missing_ok=True)
-    path = _OUT_DIR / f"{uuid.uuid4().hex}.jpg"
+    path = _new_output(".jpg")
     Image.fromarray(rgb).save(path, quality=90)
     return str(path)
+
+
+def _new_output(suffix: str) -> Path:
+    """A fresh file name in the output folder; results older than 30 minutes are pruned here."""
+    now = time.time()
+    for old in _OUT_DIR.iterdir():
+        if now - old.stat().st_mtime > 1800:
+            old.unlink(missing_ok=True)
+    return _OUT_DIR / f"{uuid.uuid4().hex}{suffix}"
 
 
 def predict_upload(image: str | None, show_landmarks: bool = False) -> tuple[str, dict, list[dict]]:
     """Upload tab and the `/predict` API: annotated image, probabilities of the largest face, every face."""
     if image is None:
         raise gr.Error("Upload a photo first.")
+    size_mb = Path(image).stat().st_size / 1e6 if Path(image).is_file() else 0
+    if size_mb > MAX_PHOTO_MB:
+        raise gr.Error(f"This photo is too large: {size_mb:.1f} MB; the size limit for photos is {MAX_PHOTO_MB} MB.")
     try:
         rgb = np.asarray(load_image(image))
     except ImageLoadError as err:
@@ -95,6 +108,46 @@ def stream_frame(frame: np.ndarray | None, state: StreamState | None, show_landm
     if not faces:
         return draw_message(frame, "no face"), "no face", f"{state.fps:.1f} frames/s", state
     return draw_faces(frame, faces, show_landmarks), faces[0].probs, f"{state.fps:.1f} frames/s", state
+
+
+def predict_video(video: str | None, every: int = 3, progress=gr.Progress()):
+    """Video tab and the `/predict_video` API: annotated video, timeline plot, summary per face, CSV of every frame."""
+    if video is None:
+        raise gr.Error("Upload a video first.")
+    size_mb = Path(video).stat().st_size / 1e6
+    if size_mb > MAX_VIDEO_MB:
+        raise gr.Error(f"This video is {size_mb:.0f} MB; the limit is {MAX_VIDEO_MB} MB.")
+    try:
+        info = probe(video)
+        if info["duration_s"] > MAX_VIDEO_SECONDS:
+            raise VideoError(f"it is {info['duration_s']:.0f} s long; the limit is {MAX_VIDEO_SECONDS} s. Trim it, "
+                             f"or use `python -m fusion_fer video`, which has no limit")
+        config = VideoConfig(every=int(every), max_seconds=MAX_VIDEO_SECONDS)
+    except (VideoError, ValueError) as err:
+        raise gr.Error(f"Could not use that video: {err}".replace(str(Path(video).parent) + "/", "")) from None
+    out, table, plot = _new_output(".mp4"), _new_output(".csv"), _new_output(".png")
+    progress(0, desc="Reading the video")
+
+    def step(done: int, total: int) -> None:
+        if done % 10 == 0 or done == total:  # each call is a message to the browser
+            progress((done, total), desc="Frames", unit="frames")
+
+    try:
+        result = analyze_video(PREDICTOR, video, out=out, csv_path=table, config=config, progress=step)
+    except VideoError as err:
+        if err.partial is None:
+            raise gr.Error(f"Could not use that video: {err}".replace(str(Path(video).parent) + "/", "")) from None
+        gr.Warning(str(err).replace(str(Path(video).parent) + "/", ""))
+        result = err.partial
+    plot_timeline(result.tracks, result.classes, plot)
+    import pandas as pd
+
+    rows = result.summary_rows()
+    columns = ["track", "from_s", "to_s", "frames", "main", *result.classes]
+    summary = pd.DataFrame(rows, columns=columns)
+    for c in result.classes:  # shares as percentages read better in a table
+        summary[c] = (summary[c] * 100).round(0).astype(int).astype(str) + " %"
+    return str(out), str(plot), summary, str(table), speed_note(result)
 
 
 def model_card() -> str:
@@ -133,6 +186,17 @@ judge people (hiring, policing, health, school) or to infer anything about them 
 """
 
 
+def _example_clip() -> Path:
+    """A 3-second clip of the sample photos (two faces crossing), made once per process: nothing is downloaded."""
+    path = EXAMPLES_DIR / "two_faces_crossing.mp4"
+    if not path.exists():
+        EXAMPLES_DIR.mkdir(exist_ok=True)
+        tmp = path.with_name(f"{uuid.uuid4().hex}.mp4")
+        face_clip(tmp, "crossing", seconds=3.0)
+        tmp.replace(path)
+    return path
+
+
 def build_demo() -> gr.Blocks:
     examples = [[str(grace_hopper())], [str(astronaut())]]
     with gr.Blocks(title="fusion_fer: facial expression recognition") as demo:
@@ -161,6 +225,23 @@ def build_demo() -> gr.Blocks:
                     fps = gr.Textbox(label="Processed", value="", interactive=False)
             cam.stream(stream_frame, [cam, state, cam_lm], [live, live_label, fps, state], stream_every=STREAM_EVERY,
                        time_limit=STREAM_SECONDS, concurrency_limit=4, api_name="stream")
+        with gr.Tab("Video"):
+            gr.Markdown(f"Upload a recorded clip (up to {MAX_VIDEO_MB} MB and {MAX_VIDEO_SECONDS // 60} minutes; any format "
+                        "FFmpeg reads). Every face is followed through the clip and gets a track number.")
+            with gr.Row():
+                with gr.Column():
+                    vid = gr.Video(label="Video", sources=["upload"], elem_id="video-input")
+                    every = gr.Slider(1, 10, value=3, step=1, label="Classify every Nth frame (1: every frame; higher: faster)")
+                    vid_btn = gr.Button("Analyse video", variant="primary")
+                    gr.Examples([[str(_example_clip())]], inputs=[vid])
+                with gr.Column():
+                    vid_out = gr.Video(label="Annotated", elem_id="video-output")
+                    timeline = gr.Image(label="Timeline", type="filepath")
+                    summary = gr.Dataframe(label="Share of time per expression, per face", elem_id="video-summary")
+                    frames_csv = gr.File(label="Every frame (CSV)")
+                    vid_speed = gr.Textbox(label="Speed", interactive=False)
+            vid_btn.click(predict_video, [vid, every], [vid_out, timeline, summary, frames_csv, vid_speed],
+                          api_name="predict_video", concurrency_limit=1)  # long and CPU-bound: one at a time
         with gr.Tab("About"):
             gr.Markdown(model_card())
             if (DEFAULT_DIR / "confusion_matrix.png").exists():
@@ -171,5 +252,5 @@ def build_demo() -> gr.Blocks:
 demo = build_demo()
 
 if __name__ == "__main__":
-    allowed = [str(grace_hopper().parent), str(astronaut().parent), str(DEFAULT_DIR)]
+    allowed = [str(grace_hopper().parent), str(astronaut().parent), str(DEFAULT_DIR), str(EXAMPLES_DIR)]
     demo.queue(default_concurrency_limit=8).launch(max_file_size=MAX_UPLOAD, allowed_paths=allowed)

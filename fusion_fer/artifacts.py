@@ -60,6 +60,24 @@ def save_artifacts(out_dir: str | os.PathLike, model: FusionNet, stats: Landmark
     return out
 
 
+def load_config(path: str | os.PathLike | None = None) -> dict:
+    """A model folder's config.json (classes, preprocessing, metrics), checked, without loading weights.
+
+    Raises:
+        ArtifactError: missing files or an unknown format version.
+    """
+    folder = Path(path) if path is not None else DEFAULT_DIR
+    cfg_file, weights = folder / "config.json", folder / "model.safetensors"
+    if not cfg_file.is_file() or not weights.is_file():
+        raise ArtifactError(f"{folder}: expected config.json and model.safetensors (train a model, or pass the folder of one)")
+    config = json.loads(cfg_file.read_text())
+    if config.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(f"{cfg_file}: format_version {config.get('format_version')} is not {FORMAT_VERSION}")
+    if tuple(config["classes"]) != CLASSES:
+        raise ArtifactError(f"{cfg_file}: classes {config['classes']} differ from this version's {list(CLASSES)}")
+    return config
+
+
 def load_artifacts(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> tuple[FusionNet, LandmarkStats, dict]:
     """Rebuilds the model from a folder (default: the shipped `artifacts/`).
 
@@ -71,15 +89,8 @@ def load_artifacts(path: str | os.PathLike | None = None, device: str | torch.de
     """
     from safetensors.torch import load_file
 
+    config = load_config(path)
     folder = Path(path) if path is not None else DEFAULT_DIR
-    cfg_file, weights = folder / "config.json", folder / "model.safetensors"
-    if not cfg_file.is_file() or not weights.is_file():
-        raise ArtifactError(f"{folder}: expected config.json and model.safetensors (train a model, or pass the folder of one)")
-    config = json.loads(cfg_file.read_text())
-    if config.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(f"{cfg_file}: format_version {config.get('format_version')} is not {FORMAT_VERSION}")
-    if tuple(config["classes"]) != CLASSES:
-        raise ArtifactError(f"{cfg_file}: classes {config['classes']} differ from this version's {list(CLASSES)}")
     model = FusionNet(FusionConfig.from_dict(config["model"]))
-    model.load_state_dict(load_file(str(weights), device=str(device)))
+    model.load_state_dict(load_file(str(folder / "model.safetensors"), device=str(device)))
     return model.to(device).eval(), LandmarkStats.from_dict(config["landmarks"]), config

@@ -1,6 +1,8 @@
-"""Per-stream state for live video: faces matched between frames, probabilities smoothed, frame rate.
+"""Per-stream state for live and recorded video: faces matched between frames into tracks with
+stable ids, probabilities smoothed per track, frame rate.
 
-Each browser session keeps one `StreamState` (in `gr.State`), so several viewers don't mix.
+Each browser session keeps one `StreamState` (in `gr.State`), so several viewers don't mix;
+`fusion_fer.video` keeps one per recorded clip.
 """
 from __future__ import annotations
 
@@ -12,8 +14,10 @@ import numpy as np
 
 from .predict import FaceResult
 
+Box = tuple[float, float, float, float]
 
-def box_iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+
+def box_iou(a: Box, b: Box) -> float:
     """Intersection over union of two (x1, y1, x2, y2) boxes."""
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
@@ -23,27 +27,38 @@ def box_iou(a: tuple[float, float, float, float], b: tuple[float, float, float, 
 
 
 @dataclass
-class _Track:
-    box: tuple[float, float, float, float]
-    probs: np.ndarray  # smoothed (7,)
-    missed: int = 0
+class Track:
+    """One face followed across frames."""
+
+    id: int  # stable for the track's life; numbered from 1 in order of appearance
+    box: Box  # last matched box
+    probs: np.ndarray  # smoothed class probabilities
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))  # box change per update
+    missed: int = 0  # updates since it was last matched
+
+    def predicted_box(self, ahead: float = 1.0) -> Box:
+        """Where the box should be `ahead` updates after the last match, at constant velocity."""
+        return tuple(float(v) for v in np.asarray(self.box) + self.velocity * (self.missed + ahead))
 
 
 @dataclass
 class StreamState:
-    """Smooths predictions per face with an exponential moving average.
+    """Follows faces across frames and smooths their predictions with an exponential moving average.
 
-    A face in the new frame continues the track whose last box overlaps it most (IoU >=
-    `min_iou`); unmatched faces start new tracks, and tracks unseen for `max_missed` frames end.
+    Each new face is matched to a track by optimal assignment on the overlap (IoU >= `min_iou`)
+    between its box and where each track's box should be by now at constant velocity, so faces
+    that move fast or cross keep their ids. Unmatched faces start new tracks; tracks unseen
+    for `max_missed` updates end.
     """
 
-    alpha: float = 0.35  # weight of the newest frame: lower is steadier, higher reacts faster
+    alpha: float = 0.35  # weight of the newest frame: lower is steadier, higher reacts faster; 1.0 turns smoothing off
     min_iou: float = 0.3
     max_missed: int = 5
     detect_max_side: int = 320  # webcam frames are detected on a 320 px copy...
     min_face_fraction: float = 0.2  # ...for faces of at least a fifth of the frame: a short MTCNN pyramid
-    tracks: list[_Track] = field(default_factory=list)
+    tracks: list[Track] = field(default_factory=list)
     times: deque = field(default_factory=lambda: deque(maxlen=30))
+    next_id: int = 1
 
     def predict_kwargs(self) -> dict:
         """The detection settings `Predictor.predict` takes for a stream frame."""
@@ -51,32 +66,45 @@ class StreamState:
 
     def update(self, faces: list[FaceResult], classes: tuple[str, ...]) -> list[FaceResult]:
         """Returns the faces with smoothed probabilities (and labels), in the same order."""
+        return [f for _, f in self.update_tracks(faces, classes)]
+
+    def update_tracks(self, faces: list[FaceResult], classes: tuple[str, ...]) -> list[tuple[int, FaceResult]]:
+        """Like `update`, with each face's track id: [(track_id, smoothed face)] in the order given."""
         self.times.append(time.perf_counter())
-        used: set[int] = set()
+        matches = self._match([f.box for f in faces])
         out = []
-        for face in faces:
-            p = np.array([face.probs[c] for c in classes])
-            best, best_iou = None, self.min_iou
-            for k, t in enumerate(self.tracks):
-                iou = box_iou(face.box, t.box)
-                if k not in used and iou >= best_iou:
-                    best, best_iou = k, iou
-            if best is None:
-                self.tracks.append(_Track(face.box, p))
-                best = len(self.tracks) - 1
+        for i, face in enumerate(faces):
+            p = np.array([face.probs[c] for c in classes], np.float64)
+            k = matches.get(i)
+            if k is None:
+                track = Track(self.next_id, face.box, p)
+                self.next_id += 1
+                self.tracks.append(track)
             else:
-                t = self.tracks[best]
-                t.probs = (1 - self.alpha) * t.probs + self.alpha * p
-                t.box, t.missed = face.box, 0
-            used.add(best)
-            sm = self.tracks[best].probs
+                track = self.tracks[k]
+                step = (np.asarray(face.box) - np.asarray(track.box)) / (track.missed + 1)
+                track.velocity = 0.5 * track.velocity + 0.5 * step
+                track.probs = (1 - self.alpha) * track.probs + self.alpha * p
+                track.box, track.missed = face.box, 0
+            sm = track.probs
             probs = {c: float(v) for c, v in zip(classes, sm / sm.sum())}
-            out.append(replace(face, probs=probs, label=max(probs, key=probs.get)))
-        for k, t in enumerate(self.tracks):
-            if k not in used:
+            out.append((track.id, replace(face, probs=probs, label=max(probs, key=probs.get))))
+        seen = {tid for tid, _ in out}
+        for t in self.tracks:
+            if t.id not in seen:
                 t.missed += 1
         self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
         return out
+
+    def _match(self, boxes: list[Box]) -> dict[int, int]:
+        """{face index: track index} maximising the summed IoU, pairs below `min_iou` left out."""
+        if not boxes or not self.tracks:
+            return {}
+        from scipy.optimize import linear_sum_assignment
+
+        iou = np.array([[box_iou(b, t.predicted_box()) for t in self.tracks] for b in boxes])
+        rows, cols = linear_sum_assignment(-iou)
+        return {int(r): int(c) for r, c in zip(rows, cols) if iou[r, c] >= self.min_iou}
 
     @property
     def fps(self) -> float:

@@ -57,3 +57,40 @@ def draw_message(rgb: np.ndarray, text: str) -> np.ndarray:
     cv2.rectangle(out, (0, 0), (tw + 12, th + base + 12), (0, 0, 0), -1)
     cv2.putText(out, text, (6, th + 6), cv2.FONT_HERSHEY_SIMPLEX, font, (255, 255, 255), 2, cv2.LINE_AA)
     return out
+
+
+def plot_timeline(tracks, classes: Sequence[str], path, max_tracks: int = 6, title: str | None = None) -> None:
+    """Saves a PNG: each class's probability over time, one panel per track (the longest `max_tracks`).
+
+    Args:
+        tracks: `video.TrackSummary` objects (times (T,), probs (T, C), track id, share).
+        classes: class names, in the order of the probability columns.
+        path: where to write the PNG.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = sorted(tracks, key=lambda t: -t.frames)[:max_tracks]
+    shown.sort(key=lambda t: t.track)
+    fig, axes = plt.subplots(max(1, len(shown)), 1, figsize=(10, 1.2 + 2.2 * max(1, len(shown))), sharex=True, squeeze=False)
+    for ax, t in zip(axes[:, 0], shown):
+        for k, c in enumerate(classes):
+            ax.plot(t.times, t.probs[:, k], color=np.array(COLORS.get(c, (0, 0, 0))) / 255, lw=1.6, label=c)
+        top = ", ".join(f"{c} {t.share[c]:.0%}" for c in sorted(t.share, key=t.share.get, reverse=True)[:3] if t.share[c] > 0)
+        ax.set_title(f"face #{t.track}: {top}", fontsize=10, loc="left")
+        ax.set_ylim(0, 1), ax.set_ylabel("probability"), ax.grid(alpha=0.3)
+    if not shown:
+        axes[0, 0].text(0.5, 0.5, "no face in any classified frame", ha="center", va="center", transform=axes[0, 0].transAxes)
+        axes[0, 0].set_yticks([])
+    axes[-1, 0].set_xlabel("time (s)")
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    top = 1.0 - (0.35 if title else 0) / fig.get_figheight() - (0.35 if handles else 0) / fig.get_figheight()
+    if title:
+        fig.suptitle(title, y=0.995, va="top", fontsize=11)
+    if handles:
+        fig.legend(handles, names, loc="lower center", bbox_to_anchor=(0.5, top), ncol=len(names), fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, top))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
