@@ -70,13 +70,20 @@ def _save_annotated(rgb: np.ndarray) -> str:
     return str(path)
 
 
-def _new_output(suffix: str) -> Path:
-    """A fresh file name in the output folder; results older than 30 minutes are pruned here."""
+def _new_output(suffix: str, name: str | None = None) -> Path:
+    """A fresh file in the output folder (with `name`: in a folder of its own, so the download keeps the
+    name); results older than 30 minutes are pruned here."""
+    import shutil
+
     now = time.time()
     for old in _OUT_DIR.iterdir():
         if now - old.stat().st_mtime > 1800:
-            old.unlink(missing_ok=True)
-    return _OUT_DIR / f"{uuid.uuid4().hex}{suffix}"
+            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
+    if name is None:
+        return _OUT_DIR / f"{uuid.uuid4().hex}{suffix}"
+    folder = _OUT_DIR / uuid.uuid4().hex
+    folder.mkdir()
+    return folder / f"{name}{suffix}"
 
 
 def predict_upload(image: str | None, show_landmarks: bool = False) -> tuple[str, dict, list[dict]]:
@@ -125,7 +132,9 @@ def predict_video(video: str | None, every: int = 3, progress=gr.Progress()):
         config = VideoConfig(every=int(every), max_seconds=MAX_VIDEO_SECONDS)
     except (VideoError, ValueError) as err:
         raise gr.Error(f"Could not use that video: {err}".replace(str(Path(video).parent) + "/", "")) from None
-    out, table, plot = _new_output(".mp4"), _new_output(".csv"), _new_output(".png")
+    stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in Path(video).stem)[:60] or "video"
+    out = _new_output(".mp4", f"{stem}_annotated")
+    table, plot = out.with_name(f"{stem}_frames.csv"), out.with_name(f"{stem}_timeline.png")
     progress(0, desc="Reading the video")
 
     def step(done: int, total: int) -> None:

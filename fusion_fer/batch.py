@@ -50,6 +50,19 @@ def header(classes: Iterable[str]) -> list[str]:
     return ["path", "face", *BOX, "label", "confidence", *classes, "error"]
 
 
+def _steady_malloc() -> None:
+    """Keeps a long job's memory flat. glibc raises its mmap threshold (and with it the trim threshold) each
+    time a big buffer is freed, so decoded photos end up on a heap that is never given back: RSS crept up by
+    ~140 MB over 2,000 photos. A fixed threshold (8 MiB: a 1280x720 photo's buffers stay on the fast heap)
+    keeps the trim threshold fixed too; measured +31 MB over the same photos, at the same speed."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-3, 8 << 20)  # M_MMAP_THRESHOLD = 8 MiB, and fixed there
+    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl): nothing to tune
+        pass
+
+
 class FaceRows:
     """Photos in, rows out: the batch-inference unit for local workers and Ray Data actors.
 
@@ -66,8 +79,9 @@ class FaceRows:
 
         from .predict import load_predictor
 
-        if threads:
-            torch.set_num_threads(threads)  # one worker per core
+        if threads:  # a process of its own (local worker, Ray actor): one core, steady memory
+            torch.set_num_threads(threads)
+            _steady_malloc()
         self.predictor = load_predictor(model, device=device)
         self.classes = self.predictor.classes
 
@@ -201,6 +215,7 @@ def _ray_results(paths: list[str], model, device: str, workers: int, chunk: int,
     if not ray.is_initialized():
         ray.init(address=None if address == "local" else address, include_dashboard=False, log_to_driver=False,
                  configure_logging=False)
+    ray.data.DataContext.get_current().execution_options.preserve_order = True  # rows in input order, as locally
     ds = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=max(1, min(len(paths), 4 * workers)))
     gpu = device.startswith("cuda")
     ds = ds.map_batches(FaceRows, fn_constructor_kwargs={"model": model, "device": device, "threads": None if gpu else 1},

@@ -26,6 +26,17 @@ def box_iou(a: Box, b: Box) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def box_similarity(a: Box, b: Box) -> float:
+    """How likely two boxes are the same face, 0..1: their IoU, or, for boxes that moved further than
+    they overlap (small or fast faces, sparse frames), closeness of centres within two face sizes
+    times the likeness of their sizes."""
+    iou = box_iou(a, b)
+    sa, sb = (max(1e-6, (x2 - x1) * (y2 - y1)) ** 0.5 for x1, y1, x2, y2 in (a, b))
+    dist = ((a[0] + a[2] - b[0] - b[2]) ** 2 + (a[1] + a[3] - b[1] - b[3]) ** 2) ** 0.5 / 2
+    near = max(0.0, 1 - dist / (2 * max(sa, sb))) * min(sa, sb) / max(sa, sb)
+    return max(iou, near)
+
+
 @dataclass
 class Track:
     """One face followed across frames."""
@@ -45,14 +56,14 @@ class Track:
 class StreamState:
     """Follows faces across frames and smooths their predictions with an exponential moving average.
 
-    Each new face is matched to a track by optimal assignment on the overlap (IoU >= `min_iou`)
+    Each new face is matched to a track by optimal assignment on `box_similarity` (>= `min_iou`)
     between its box and where each track's box should be by now at constant velocity, so faces
     that move fast or cross keep their ids. Unmatched faces start new tracks; tracks unseen
     for `max_missed` updates end.
     """
 
     alpha: float = 0.35  # weight of the newest frame: lower is steadier, higher reacts faster; 1.0 turns smoothing off
-    min_iou: float = 0.3
+    min_iou: float = 0.3  # least `box_similarity` for a face to continue a track
     max_missed: int = 5
     detect_max_side: int = 320  # webcam frames are detected on a 320 px copy...
     min_face_fraction: float = 0.2  # ...for faces of at least a fifth of the frame: a short MTCNN pyramid
@@ -97,12 +108,12 @@ class StreamState:
         return out
 
     def _match(self, boxes: list[Box]) -> dict[int, int]:
-        """{face index: track index} maximising the summed IoU, pairs below `min_iou` left out."""
+        """{face index: track index} maximising the summed similarity, pairs below `min_iou` left out."""
         if not boxes or not self.tracks:
             return {}
         from scipy.optimize import linear_sum_assignment
 
-        iou = np.array([[box_iou(b, t.predicted_box()) for t in self.tracks] for b in boxes])
+        iou = np.array([[box_similarity(b, t.predicted_box()) for t in self.tracks] for b in boxes])
         rows, cols = linear_sum_assignment(-iou)
         return {int(r): int(c) for r, c in zip(rows, cols) if iou[r, c] >= self.min_iou}
 

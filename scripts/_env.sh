@@ -19,12 +19,15 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "creating virtual environment in $VENV with $PY" >&2
   "$PY" -m venv "$VENV"
 fi
+# FUSION_FER_EXTRAS: more requirement files to install too, e.g. "requirements-ray.txt" (CI sets it).
+REQS=(-r "$ROOT/requirements.txt")
+for extra in ${FUSION_FER_EXTRAS:-}; do REQS+=(-r "$ROOT/$extra"); done
 STAMP="$VENV/.requirements.sha256"
-WANT="$(sha256sum "$ROOT/requirements.txt" | cut -d' ' -f1)"
+WANT="$(cat "$ROOT/requirements.txt" ${FUSION_FER_EXTRAS:+$(for e in $FUSION_FER_EXTRAS; do echo "$ROOT/$e"; done)} | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$WANT" ]; then
   echo "installing requirements into $VENV (first run takes a few minutes)" >&2
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet -r "$ROOT/requirements.txt"
+  "$VENV/bin/python" -m pip install --quiet "${REQS[@]}"
   echo "$WANT" > "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"

@@ -123,3 +123,32 @@ def test_space_front_matter_matches_installed_versions():
     major, minor = (int(v) for v in meta["python_version"].split(".")[:2])
     assert (3, 10) <= (major, minor) <= (3, 12)  # mediapipe 0.10.21 has wheels for these
     assert meta.get("title") and meta.get("emoji")
+
+
+def test_video_endpoint_returns_video_timeline_summary_and_csv(client, tmp_path):
+    import csv
+
+    from fusion_fer.samples import face_clip
+
+    clip = face_clip(tmp_path / "crossing.mp4", "crossing", seconds=1.0)
+    video, plot, summary, table, speed = client.predict(handle_file(str(clip)), 2, api_name="/predict_video")
+    assert Path(video).suffix == ".mp4" and Path(video).stat().st_size > 10_000
+    assert Path(plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert summary["headers"][:5] == ["track", "from_s", "to_s", "frames", "main"]
+    assert [r[0] for r in summary["data"]] == [1, 2] and all(r[4] in CLASSES for r in summary["data"])
+    with open(table, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted({int(r["frame"]) for r in rows}) == list(range(0, 30, 2))  # every 2nd frame, as asked
+    assert "frames/s" in speed
+
+
+def test_video_endpoint_refuses_what_it_cannot_use(client, tmp_path):
+    from fusion_fer.samples import face_clip
+
+    text = tmp_path / "talk.mp4"
+    text.write_text("not a video")
+    long = face_clip(tmp_path / "long.mp4", "moving", seconds=125, fps=2, size=(64, 48))  # over the 2-minute limit
+    for path, message in ((text, "not a video file"), (long, "the limit is 120 s"), (grace_hopper(), "still image")):
+        with pytest.raises(Exception, match=message):
+            client.predict(handle_file(str(path)), 3, api_name="/predict_video")
+    assert len(_predict(client, grace_hopper())[2]) == 1  # still serving

@@ -117,3 +117,24 @@ def test_upload_through_the_page_shows_the_label(page, shots, app_url):
     page.get_by_role("tab", name="About").click()
     page.get_by_text("Results on FER2013 PrivateTest").wait_for(timeout=10_000)
     page.screenshot(path=str(shots / "about.png"), full_page=True)
+
+
+def test_video_tab_analyses_an_uploaded_clip(page, shots, tmp_path):
+    from fusion_fer.samples import face_clip
+
+    clip = face_clip(tmp_path / "two_faces.mp4", "crossing", seconds=1.0)
+    page.get_by_role("tab", name="Video").click()
+    page.locator("#video-input input[type=file]").set_input_files(str(clip))
+    page.locator("#video-input video").wait_for(timeout=30_000)  # the upload plays in the page
+    t0 = time.time()
+    page.get_by_role("button", name="Analyse video").click()
+    page.locator("#video-output video").wait_for(timeout=120_000)
+    page.wait_for_function("() => /frames\\/s/.test([...document.querySelectorAll('textarea')].map(t => t.value).join(' '))",
+                           timeout=30_000)
+    print(f"video: 30 frames analysed and shown {time.time() - t0:.1f} s after clicking Analyse")
+    table = page.locator("#video-summary").inner_text()
+    assert re.search(r"\b1\b", table) and re.search(r"\b2\b", table)  # both faces' tracks are listed
+    assert any(re.search(rf"\b{c}\b", table) for c in CLASSES)
+    src = page.locator("#video-output video").get_attribute("src")
+    assert src and ".mp4" in src
+    page.screenshot(path=str(shots / "video.png"), full_page=True)

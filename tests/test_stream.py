@@ -6,7 +6,7 @@ import numpy as np
 
 from fusion_fer.data import CLASSES
 from fusion_fer.predict import FaceResult
-from fusion_fer.stream import StreamState, box_iou
+from fusion_fer.stream import StreamState, box_iou, box_similarity
 
 
 def _face(box, top: str, p: float = 0.6) -> FaceResult:
@@ -57,3 +57,41 @@ def test_fast_stream_detection_finds_the_same_face(detector, hopper_rgb):
     full, fast = detector.detect(frame), detector.detect(frame, max_side=320, min_face_fraction=0.2)
     assert len(full) == len(fast) == 1
     assert box_iou(full[0].box, fast[0].box) > 0.85
+
+
+def test_faces_that_pass_through_each_other_keep_their_ids():
+    # Two faces at the same height walk towards each other and through each other, 30 px a frame:
+    # around the crossing both boxes overlap each track's last box, so matching on the last box
+    # alone would hand the ids over; the constant-velocity prediction keeps them.
+    state = StreamState(alpha=1.0)
+    ids = {"a": set(), "b": set()}
+    for i in range(14):
+        a = _face((30 * i, 100, 30 * i + 100, 220), "happy")
+        b = _face((400 - 30 * i, 100, 500 - 30 * i, 220), "angry")
+        out = state.update_tracks([a, b] if i % 2 else [b, a], CLASSES)  # detector order changes too
+        for tid, face in out:
+            ids["a" if face.label == "happy" else "b"].add(tid)
+    assert len(ids["a"]) == len(ids["b"]) == 1 and ids["a"] != ids["b"]  # one id each, all the way
+    naive = StreamState(alpha=1.0)
+    swaps = 0
+    for i in range(14):  # the same faces with the prediction switched off: ids do swap
+        a = _face((30 * i, 100, 30 * i + 100, 220), "happy")
+        b = _face((400 - 30 * i, 100, 500 - 30 * i, 220), "angry")
+        for t in naive.tracks:
+            t.velocity[:] = 0
+        out = naive.update_tracks([a, b], CLASSES)
+        swaps += out[0][0] != 1
+    assert swaps > 0
+
+
+def test_small_fast_faces_and_sparse_frames_stay_one_track():
+    # A 40 px face that moves 30 px between classified frames overlaps its last box by IoU ~0.14:
+    # centres within two face sizes still continue the track, while a face far away starts its own.
+    state = StreamState(alpha=1.0)
+    for i in range(10):
+        out = state.update_tracks([_face((30 * i, 50, 30 * i + 40, 90), "happy"), _face((500, 300, 540, 340), "sad")],
+                                  CLASSES)
+    assert [tid for tid, _ in out] == [1, 2] and state.next_id == 3
+    assert box_similarity((0, 0, 40, 40), (30, 0, 70, 40)) > 0.3 > box_iou((0, 0, 40, 40), (30, 0, 70, 40))
+    assert box_similarity((0, 0, 40, 40), (200, 0, 240, 40)) == 0.0
+    assert box_similarity((0, 0, 40, 40), (10, 0, 170, 160)) < 0.3  # near, but four times the size: another face
