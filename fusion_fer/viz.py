@@ -19,6 +19,10 @@ def draw_faces(rgb: np.ndarray, faces: Sequence[FaceResult], show_landmarks: boo
                labels: Sequence[str] | None = None) -> np.ndarray:
     """Annotates a copy of the image.
 
+    Labels always lie inside the image, whatever the box (a face cut by the frame included), and
+    on a crowded photo each goes where it covers no other face and no other label, if there is such
+    a place: above its box, below it, or inside its top or bottom edge.
+
     Args:
         rgb: (H, W, 3) uint8 image the faces were found in.
         faces: predictions, in any order.
@@ -32,9 +36,11 @@ def draw_faces(rgb: np.ndarray, faces: Sequence[FaceResult], show_landmarks: boo
     h, w = out.shape[:2]
     thick = max(1, round(min(h, w) / 300))
     font = max(0.4, min(h, w) / 900)
+    boxes = [tuple(int(round(v)) for v in f.box) for f in faces]
+    placed: list[tuple[int, int, int, int]] = []
     for i, face in enumerate(faces):
         color = COLORS.get(face.label, (255, 255, 255))
-        x1, y1, x2, y2 = (int(round(v)) for v in face.box)
+        x1, y1, x2, y2 = boxes[i]
         cv2.rectangle(out, (x1, y1), (x2, y2), color, thick + 1)
         if show_landmarks and face.landmarks is not None:
             r = max(1, thick - 1)
@@ -42,10 +48,35 @@ def draw_faces(rgb: np.ndarray, faces: Sequence[FaceResult], show_landmarks: boo
                 cv2.circle(out, (int(x), int(y)), r, (0, 255, 200), -1, lineType=cv2.LINE_AA)
         text = labels[i] if labels is not None else f"{face.label} {face.confidence:.0%}"
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font, thick)
-        ty = y1 - 4 if y1 - th - base - 4 > 0 else min(h - 1, y2 + th + base + 4)
-        cv2.rectangle(out, (x1, ty - th - base), (x1 + tw + 4, ty + base // 2), color, -1)
-        cv2.putText(out, text, (x1 + 2, ty - base // 2), cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0), thick, cv2.LINE_AA)
+        lx, ly, lw, lh = label_rect((x1, y1, x2, y2), (tw + 4, th + base + base // 2), (w, h),
+                                    others=[b for k, b in enumerate(boxes) if k != i] + placed)
+        placed.append((lx, ly, lx + lw, ly + lh))
+        cv2.rectangle(out, (lx, ly), (lx + lw, ly + lh), color, -1)
+        cv2.putText(out, text, (lx + 2, ly + th + (base // 4)), cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0), thick, cv2.LINE_AA)
     return out
+
+
+def label_rect(box: tuple[int, int, int, int], size: tuple[int, int], image: tuple[int, int],
+               others: Sequence[tuple[int, int, int, int]] = ()) -> tuple[int, int, int, int]:
+    """Where a face's label goes: (x, y, width, height), always inside the image.
+
+    Tries above the box, below it, then inside its top and bottom edges, each moved into the image;
+    takes the first that overlaps none of `others` (other faces' boxes and labels already placed) and
+    not its own face either, else the first clear of `others`, else the one that overlaps them least.
+    """
+    x1, y1, x2, y2 = box
+    lw, lh = min(size[0], image[0]), min(size[1], image[1])
+    candidates = [(x1, y1 - lh), (x1, y2), (x1, y1), (x1, y2 - lh)]
+
+    def inside(x: int, y: int) -> tuple[int, int]:
+        return min(max(0, x), image[0] - lw), min(max(0, y), image[1] - lh)
+
+    def overlap(x: int, y: int, rects) -> int:
+        return sum(max(0, min(x + lw, o[2]) - max(x, o[0])) * max(0, min(y + lh, o[3]) - max(y, o[1])) for o in rects)
+
+    spots = [inside(x, y) for x, y in candidates]
+    best = min(spots, key=lambda s: (overlap(*s, others), overlap(*s, [box]) > 0, spots.index(s)))
+    return best[0], best[1], lw, lh
 
 
 def draw_message(rgb: np.ndarray, text: str) -> np.ndarray:
