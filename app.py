@@ -23,9 +23,11 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))  # import the library from this checkout, whatever the working directory
 
-from fusion_fer import CLASSES, ImageLoadError, load_image, load_predictor  # noqa: E402
+from fusion_fer import CLASSES, ImageLoadError, load_predictor  # noqa: E402
 from fusion_fer.artifacts import DEFAULT_DIR  # noqa: E402
+from fusion_fer.imageio import load_image_scaled  # noqa: E402
 from fusion_fer.samples import astronaut, face_clip, grace_hopper  # noqa: E402
+from fusion_fer.serving import steady_malloc  # noqa: E402
 from fusion_fer.stream import StreamState  # noqa: E402
 from fusion_fer.video import VideoConfig, VideoError, analyze_video, probe, speed_note  # noqa: E402
 from fusion_fer.viz import draw_faces, draw_message, plot_timeline  # noqa: E402
@@ -35,8 +37,11 @@ MAX_VIDEO_MB = 100  # per video; the server refuses any upload larger than this 
 MAX_VIDEO_SECONDS = 120  # longer videos are refused before decoding (2 min at 30 fps: ~3 min of work at --every 1)
 MAX_UPLOAD = f"{MAX_VIDEO_MB}mb"
 STREAM_SECONDS = 600  # one webcam session may use the server this long, then must be restarted
+UPLOADS_AT_ONCE = 2  # photos decoded and predicted at the same time; the rest wait in the queue: memory stays bounded
+STREAMS_AT_ONCE = 4  # webcam frames, a group of their own, so queued uploads never hold a live stream up
 STREAM_EVERY = 0.07  # seconds between frames sent by the browser: a little under 0.1 so the server, not the timer, sets the pace
 
+steady_malloc()  # many request threads, photos of every size: keep the server's memory flat
 PREDICTOR = load_predictor()  # built once: MTCNN, Face Mesh and the model
 
 
@@ -94,13 +99,17 @@ def predict_upload(image: str | None, show_landmarks: bool = False) -> tuple[str
     if size_mb > MAX_PHOTO_MB:
         raise gr.Error(f"This photo is too large: {size_mb:.1f} MB; the size limit for photos is {MAX_PHOTO_MB} MB.")
     try:
-        rgb = np.asarray(load_image(image))
+        # decoded at about the detection size (a 12 Mpx JPEG never exists at full size here); boxes in
+        # the answer are converted back to the uploaded photo's pixels
+        img, scale = load_image_scaled(image, PREDICTOR.face_config.detect_max_side)
     except ImageLoadError as err:
         raise gr.Error(f"Could not use that file: {err}".replace(str(Path(image).parent) + "/", "")) from None
+    rgb = np.asarray(img)
     faces = PREDICTOR.predict(rgb)
     if not faces:
         raise gr.Error("No face found in this photo. Faces should be at least ~8% of the shorter side and fairly frontal.")
-    return _save_annotated(draw_faces(rgb, faces, show_landmarks)), faces[0].probs, [f.to_dict() for f in faces]
+    return (_save_annotated(draw_faces(rgb, faces, show_landmarks)), faces[0].probs,
+            [f.scaled(1 / scale).to_dict() for f in faces])
 
 
 def stream_frame(frame: np.ndarray | None, state: StreamState | None, show_landmarks: bool):
@@ -221,7 +230,7 @@ def build_demo() -> gr.Blocks:
                     out = gr.Image(label="Faces", type="filepath")
                     label = gr.Label(label="Largest face", num_top_classes=len(CLASSES))
                     table = gr.JSON(label="Every face")
-            btn.click(predict_upload, [inp, lm], [out, label, table], api_name="predict")
+            btn.click(predict_upload, [inp, lm], [out, label, table], api_name="predict", concurrency_limit=UPLOADS_AT_ONCE)
         with gr.Tab("Webcam"):
             state = gr.State(None)
             with gr.Row():
@@ -233,7 +242,7 @@ def build_demo() -> gr.Blocks:
                     live_label = gr.Label(label="Expression (smoothed)", num_top_classes=3)
                     fps = gr.Textbox(label="Processed", value="", interactive=False)
             cam.stream(stream_frame, [cam, state, cam_lm], [live, live_label, fps, state], stream_every=STREAM_EVERY,
-                       time_limit=STREAM_SECONDS, concurrency_limit=4, api_name="stream")
+                       time_limit=STREAM_SECONDS, concurrency_limit=STREAMS_AT_ONCE, api_name="stream")
         with gr.Tab("Video"):
             gr.Markdown(f"Upload a recorded clip (up to {MAX_VIDEO_MB} MB and {MAX_VIDEO_SECONDS // 60} minutes; any format "
                         "FFmpeg reads). Every face is followed through the clip and gets a track number.")
@@ -262,4 +271,4 @@ demo = build_demo()
 
 if __name__ == "__main__":
     allowed = [str(grace_hopper().parent), str(astronaut().parent), str(DEFAULT_DIR), str(EXAMPLES_DIR)]
-    demo.queue(default_concurrency_limit=8).launch(max_file_size=MAX_UPLOAD, allowed_paths=allowed)
+    demo.queue(default_concurrency_limit=UPLOADS_AT_ONCE).launch(max_file_size=MAX_UPLOAD, allowed_paths=allowed)

@@ -50,19 +50,6 @@ def header(classes: Iterable[str]) -> list[str]:
     return ["path", "face", *BOX, "label", "confidence", *classes, "error"]
 
 
-def _steady_malloc() -> None:
-    """Keeps a long job's memory flat. glibc raises its mmap threshold (and with it the trim threshold) each
-    time a big buffer is freed, so decoded photos end up on a heap that is never given back: RSS crept up by
-    ~140 MB over 2,000 photos. A fixed threshold (8 MiB: a 1280x720 photo's buffers stay on the fast heap)
-    keeps the trim threshold fixed too; measured +31 MB over the same photos, at the same speed."""
-    import ctypes
-
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(-3, 8 << 20)  # M_MMAP_THRESHOLD = 8 MiB, and fixed there
-    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl): nothing to tune
-        pass
-
-
 class FaceRows:
     """Photos in, rows out: the batch-inference unit for local workers and Ray Data actors.
 
@@ -80,8 +67,10 @@ class FaceRows:
         from .predict import load_predictor
 
         if threads:  # a process of its own (local worker, Ray actor): one core, steady memory
+            from .serving import steady_malloc
+
             torch.set_num_threads(threads)
-            _steady_malloc()
+            steady_malloc()
         self.predictor = load_predictor(model, device=device)
         self.classes = self.predictor.classes
 

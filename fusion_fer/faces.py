@@ -8,7 +8,6 @@ holiday photo reaches the model framed the way the training faces were.
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass, field
 
 import cv2
@@ -17,6 +16,7 @@ import torch
 from PIL import Image
 
 from .imageio import ImageInput, load_image
+from .serving import PriorityLock
 
 
 @dataclass
@@ -29,6 +29,8 @@ class FaceConfig:
     thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)  # P-, R-, O-net thresholds (facenet-pytorch defaults)
     min_prob: float = 0.90  # faces below this O-net probability are dropped
     factor: float = 0.709  # image pyramid step
+    edge_pad: float = 0.05  # pad the detection copy by this share of its long side (mean colour): finds faces the frame cuts
+    min_inside: float = 0.4  # drop boxes with less of their area inside the image (what padding would add falsely)
     # Calibrated on 2,000 FER2013 training faces (docs/calibration.md): FER's 48 px frame is
     # 1.08x the MTCNN box side (median; IQR 1.00-1.19), centred 0.011 box sides above the box centre.
     crop_scale: float = 1.08
@@ -85,7 +87,7 @@ class FaceDetector:
         self.device = torch.device(device)
         self._mtcnn = MTCNN(device=self.device, keep_all=True, select_largest=True)
         self._mtcnn.eval()
-        self._lock = threading.Lock()
+        self._lock = PriorityLock()
 
     def min_face_size(self, height: int, width: int, fraction: float | None = None) -> int:
         """Smallest face (pixels, in the image given to MTCNN) for an image of this size."""
@@ -93,7 +95,8 @@ class FaceDetector:
         return max(self.config.min_face_px, int(round(fraction * min(height, width))))
 
     @torch.inference_mode()
-    def detect(self, image: ImageInput, max_side: int | None = None, min_face_fraction: float | None = None) -> list[Face]:
+    def detect(self, image: ImageInput, max_side: int | None = None, min_face_fraction: float | None = None,
+               urgent: bool = False) -> list[Face]:
         """Detects faces.
 
         Args:
@@ -103,9 +106,11 @@ class FaceDetector:
             min_face_fraction: smallest face as a share of the shorter side (default
                 `config.min_face_fraction`). MTCNN's cost is set by its image pyramid, which starts
                 at this size: webcam streams, whose faces are large, use 0.2 and run ~4x faster.
+            urgent: a live frame: served before photos waiting for the detector.
 
         Returns:
-            Faces sorted largest first; an empty list when there is none.
+            Faces sorted largest first; an empty list when there is none. A face cut by the frame
+            keeps its whole box, which then reaches outside the image.
 
         Raises:
             ImageLoadError: the input is not a readable image.
@@ -120,9 +125,13 @@ class FaceDetector:
         min_face = self.min_face_size(sh, sw, min_face_fraction)
         if min(sh, sw) < min_face:
             return []
+        pad = int(round(self.config.edge_pad * max(sh, sw)))
+        if pad:  # MTCNN needs a whole face in view: a face cut by the frame is completed with plain colour
+            fill = [int(v) for v in small.reshape(-1, 3).mean(axis=0)]
+            small = cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=fill)
         # detect_face is functional, so we pass the minimum size per call instead of mutating
         # the shared MTCNN object; the lock only guards torch's thread pool from oversubscription.
-        with self._lock:
+        with self._lock(urgent):
             boxes, points = detect_face(
                 small, min_face, self._mtcnn.pnet, self._mtcnn.rnet, self._mtcnn.onet,
                 list(self.config.thresholds), self.config.factor, self.device,
@@ -132,8 +141,11 @@ class FaceDetector:
         for box, pts in zip(boxes.reshape(-1, 5), points.reshape(-1, 5, 2)):
             if box[4] < self.config.min_prob:
                 continue
-            x1, y1, x2, y2 = (float(v) / scale for v in box[:4])
-            faces.append(Face((x1, y1, x2, y2), float(box[4]), (pts / scale).astype(np.float32)))
+            x1, y1, x2, y2 = ((float(v) - pad) / scale for v in box[:4])
+            inside = max(0.0, min(x2, w) - max(x1, 0.0)) * max(0.0, min(y2, h) - max(y1, 0.0))
+            if inside < self.config.min_inside * max(1e-6, (x2 - x1) * (y2 - y1)):
+                continue
+            faces.append(Face((x1, y1, x2, y2), float(box[4]), ((pts - pad) / scale).astype(np.float32)))
         faces.sort(key=lambda f: f.size, reverse=True)
         return faces
 
@@ -182,9 +194,22 @@ def crop_face(rgb: np.ndarray, face: Face, size: int = 48, config: FaceConfig | 
     # Shrinking a big face straight to 48 px aliases; box-filter it down first, to ~2x the output.
     k = int(side // (2 * size))
     if k >= 2:
-        src = np.asarray(Image.fromarray(rgb).reduce(k))
-        m = m.copy()
-        m[:, :2] *= k
+        # Only the crop's neighbourhood is shrunk (a copy of the whole photo per face made big photos
+        # costly); its corner sits on the k-grid, so the blocks, and the pixels, are those of the whole.
+        inv = cv2.invertAffineTransform(m)
+        corners = np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]], np.float64) @ inv.T
+        h, w = rgb.shape[:2]
+        x0 = min(max(0, (int(np.floor(corners[:, 0].min())) - 2 * k) // k * k), (w - 1) // k * k)
+        y0 = min(max(0, (int(np.floor(corners[:, 1].min())) - 2 * k) // k * k), (h - 1) // k * k)
+        x1 = max(min(w, int(np.ceil(corners[:, 0].max())) + 2 * k), x0 + 1)  # a face outside keeps the nearest block
+        y1 = max(min(h, int(np.ceil(corners[:, 1].max())) + 2 * k), y0 + 1)
+        # end on the k-grid too, or at the image's edge, where the whole photo's last block also ends
+        x1, y1 = min(w, x0 + -(-(x1 - x0) // k) * k), min(h, y0 + -(-(y1 - y0) // k) * k)
+        if x1 > x0 and y1 > y0:
+            src = np.asarray(Image.fromarray(np.ascontiguousarray(rgb[y0:y1, x0:x1])).reduce(k))
+            m = m.copy()
+            m[:, 2] += m[:, :2] @ np.array([x0, y0], np.float64)
+            m[:, :2] *= k
     return cv2.warpAffine(src, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 

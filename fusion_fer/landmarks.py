@@ -10,13 +10,14 @@ Coordinates through the pipeline:
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from .serving import PriorityLock
 
 N_POINTS = 468
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -92,16 +93,17 @@ class FaceMesh:
             static_image_mode=static, max_num_faces=1, refine_landmarks=False,
             min_detection_confidence=self.config.min_detection_confidence,
         )
-        self._lock = threading.Lock()
+        self._lock = PriorityLock()
 
     def close(self) -> None:
         self._mesh.close()
 
-    def __call__(self, crop: np.ndarray) -> np.ndarray | None:
+    def __call__(self, crop: np.ndarray, urgent: bool = False) -> np.ndarray | None:
         """Runs the mesh on one face crop.
 
         Args:
             crop: (S, S) grey or (S, S, 3) RGB uint8 face crop.
+            urgent: a live frame's crop: served before others waiting for the mesh.
 
         Returns:
             (468, 3) float32 points in crop units (x, y in 0..1 across the crop), or None when
@@ -115,7 +117,7 @@ class FaceMesh:
         p = int(round(self.config.pad * size))
         if p:
             img = cv2.copyMakeBorder(img, p, p, p, p, cv2.BORDER_CONSTANT, value=(0, 0, 0))
-        with self._lock:
+        with self._lock(urgent):
             res = self._mesh.process(img)
         if not res.multi_face_landmarks:
             return None

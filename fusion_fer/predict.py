@@ -8,14 +8,14 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
 from .artifacts import load_artifacts
 from .faces import Face, FaceConfig, FaceDetector, as_rgb_array, crop_face, resize_gray, to_gray
-from .imageio import ImageInput
+from .imageio import ImageInput, load_image_scaled
 from .landmarks import FaceMesh, MeshConfig
 from .model import flip_average
 from .transforms import guide_grid, images_to_tensor, landmark_features
@@ -43,6 +43,13 @@ class FaceResult:
     @property
     def confidence(self) -> float:
         return self.probs[self.label]
+
+    def scaled(self, factor: float) -> FaceResult:
+        """The same face with its box and landmarks multiplied by `factor` (to another size of the image)."""
+        if factor == 1.0:
+            return self
+        lm = None if self.landmarks is None else (self.landmarks * np.float32(factor)).astype(np.float32)
+        return replace(self, box=tuple(float(v) * factor for v in self.box), landmarks=lm)
 
     def to_dict(self, with_landmarks: bool = False) -> dict:
         """JSON-friendly form."""
@@ -76,7 +83,7 @@ class Predictor:
         self.mesh = FaceMesh(MeshConfig(**self.config["mesh"]))
 
     def predict(self, image: ImageInput, detect: bool = True, detect_max_side: int | None = None,
-                min_face_fraction: float | None = None) -> list[FaceResult]:
+                min_face_fraction: float | None = None, urgent: bool = False) -> list[FaceResult]:
         """Predicts the expression of every face.
 
         Args:
@@ -84,21 +91,29 @@ class Predictor:
             detect: False treats the whole image as one face crop (like FER2013 images).
             detect_max_side, min_face_fraction: detection speed settings (see `FaceDetector.detect`);
                 the webcam stream uses `StreamState`'s.
+            urgent: a live frame: it goes before photos waiting for the detector and the mesh.
 
         Returns:
-            One FaceResult per face, largest first; an empty list when no face is found.
+            One FaceResult per face, largest first, in the input's pixels; an empty list when no face
+            is found. A big photo given as a file or bytes is decoded at about the detection size
+            (`load_image_scaled`); a crop taken there is the same 48 px crop, so only memory changes.
 
         Raises:
             ImageLoadError: the input is not a readable image.
         """
-        rgb = as_rgb_array(image)  # webcam frames skip a copy
+        scale = 1.0
+        if detect and isinstance(image, (str, os.PathLike, bytes, bytearray)):
+            img, scale = load_image_scaled(image, detect_max_side or self.face_config.detect_max_side)
+            rgb = np.asarray(img)
+        else:
+            rgb = as_rgb_array(image)  # webcam frames skip a copy
         if not detect:
             return self._classify([to_gray(rgb)], [_whole_image(rgb)], whole_image=True)
-        faces = self.detector.detect(rgb, max_side=detect_max_side, min_face_fraction=min_face_fraction)
+        faces = self.detector.detect(rgb, max_side=detect_max_side, min_face_fraction=min_face_fraction, urgent=urgent)
         if not faces:
             return []
         crops = [to_gray(crop_face(rgb, f, self.crop_size, self.face_config)) for f in faces]
-        return self._classify(crops, faces)
+        return [r.scaled(1 / scale) for r in self._classify(crops, faces, urgent=urgent)]
 
     def predict_batch(self, images: list[ImageInput], detect: bool = False) -> list[list[FaceResult]]:
         """Predicts many images; with detect=False (face crops) all go through the model in one batch."""
@@ -109,10 +124,11 @@ class Predictor:
                                             whole_image=True)]
 
     @torch.inference_mode()
-    def _classify(self, grays: list[np.ndarray], faces: list[Face], whole_image: bool = False) -> list[FaceResult]:
+    def _classify(self, grays: list[np.ndarray], faces: list[Face], whole_image: bool = False,
+                  urgent: bool = False) -> list[FaceResult]:
         size = self.crop_size
         crops = np.stack([resize_gray(g, size) for g in grays])
-        pts = [self.mesh(c) for c in crops]
+        pts = [self.mesh(c, urgent=urgent) for c in crops]
         found = np.array([p is not None for p in pts])
         points = np.stack([p if p is not None else np.zeros((468, 3), np.float32) for p in pts])
         logp = log_probs(self.model, crops, points, found, self.stats, self.device, flip=self.flip)

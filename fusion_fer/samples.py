@@ -219,3 +219,23 @@ def group_photo(kind: str = "crowd", seed: int = 0, size: tuple[int, int] = (160
         paste(face_w, -0.3 * face_w if left else w - 0.7 * face_w, h - 0.85 * face_w)
     kept = [b for b in boxes if b[0] >= 0 and (b[2] - b[0]) * (b[3] - b[1]) > 0]
     return canvas, kept
+
+
+def write_y4m(path: str | Path, rgb, frames: int = 30, size: tuple[int, int] = (640, 480)) -> Path:
+    """A short clip of the photo drifting a few pixels, as Chromium's fake camera reads it
+    (`--use-file-for-fake-video-capture=PATH`): the browser test and the soak benchmark stream it."""
+    import cv2
+    import numpy as np
+
+    w, h = size
+    scale = min(w / rgb.shape[1], h / rgb.shape[0]) * 0.9
+    face = cv2.resize(rgb, (int(rgb.shape[1] * scale) // 2 * 2, int(rgb.shape[0] * scale) // 2 * 2))
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{w} H{h} F10:1 Ip A1:1 C420jpeg\n".encode())
+        for i in range(frames):
+            canvas = np.full((h, w, 3), 50, np.uint8)
+            x = (w - face.shape[1]) // 2 + int(8 * np.sin(i / 4))
+            y = (h - face.shape[0]) // 2
+            canvas[y:y + face.shape[0], x:x + face.shape[1]] = face
+            f.write(b"FRAME\n" + cv2.cvtColor(canvas, cv2.COLOR_RGB2YUV_I420).tobytes())
+    return Path(path)

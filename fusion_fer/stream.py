@@ -73,7 +73,7 @@ class StreamState:
 
     def predict_kwargs(self) -> dict:
         """The detection settings `Predictor.predict` takes for a stream frame."""
-        return {"detect_max_side": self.detect_max_side, "min_face_fraction": self.min_face_fraction}
+        return {"detect_max_side": self.detect_max_side, "min_face_fraction": self.min_face_fraction, "urgent": True}
 
     def update(self, faces: list[FaceResult], classes: tuple[str, ...]) -> list[FaceResult]:
         """Returns the faces with smoothed probabilities (and labels), in the same order."""

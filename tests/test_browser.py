@@ -16,28 +16,13 @@ import numpy as np
 import pytest
 
 from fusion_fer.data import CLASSES
-from fusion_fer.samples import grace_hopper
+from fusion_fer.samples import grace_hopper, write_y4m
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None and os.environ.get("FUSION_FER_REQUIRE_BROWSER"):
     raise RuntimeError("FUSION_FER_REQUIRE_BROWSER is set (CI) but no chromium is installed")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium installed (apt-get install chromium)")
 sync_api = pytest.importorskip("playwright.sync_api")
-
-
-def write_y4m(path: Path, rgb: np.ndarray, frames: int = 30, size: tuple[int, int] = (640, 480)) -> None:
-    """A short 640x480 clip of the photo drifting a few pixels, as Chromium's fake camera reads it."""
-    w, h = size
-    scale = min(w / rgb.shape[1], h / rgb.shape[0]) * 0.9
-    face = cv2.resize(rgb, (int(rgb.shape[1] * scale) // 2 * 2, int(rgb.shape[0] * scale) // 2 * 2))
-    with open(path, "wb") as f:
-        f.write(f"YUV4MPEG2 W{w} H{h} F10:1 Ip A1:1 C420jpeg\n".encode())
-        for i in range(frames):
-            canvas = np.full((h, w, 3), 50, np.uint8)
-            x = (w - face.shape[1]) // 2 + int(8 * np.sin(i / 4))
-            y = (h - face.shape[0]) // 2
-            canvas[y:y + face.shape[0], x:x + face.shape[1]] = face
-            f.write(b"FRAME\n" + cv2.cvtColor(canvas, cv2.COLOR_RGB2YUV_I420).tobytes())
 
 
 @pytest.fixture(scope="module")

@@ -88,3 +88,43 @@ def test_numpy_grey_and_rgb_arrays(hopper_rgb):
     assert np.array_equal(np.asarray(load_image(hopper_rgb)), hopper_rgb)
     with pytest.raises(ImageLoadError, match="not an image"):
         load_image(np.zeros((4, 4, 7), np.uint8))
+
+
+def test_big_jpegs_decode_at_about_the_detection_size(tmp_path, hopper_rgb):
+    import cv2
+
+    from fusion_fer.imageio import load_image_scaled
+
+    big = cv2.resize(hopper_rgb, (4096, 4800), interpolation=cv2.INTER_CUBIC)
+    for fmt in ("JPEG", "PNG"):
+        path = tmp_path / f"big.{fmt.lower()}"
+        Image.fromarray(big).save(path, format=fmt, quality=92)
+        img, scale = load_image_scaled(path, 960)
+        assert 960 <= max(img.size) < 1920 and img.mode == "RGB"
+        assert scale == pytest.approx(img.width / 4096)
+    small = tmp_path / "small.jpg"
+    Image.fromarray(hopper_rgb).save(small)
+    img, scale = load_image_scaled(small, 960)
+    assert scale == 1.0 and img.size == (512, 600)  # nothing to reduce
+
+
+def test_a_big_photo_gives_the_same_faces_decoded_small_or_whole(tmp_path, hopper_rgb):
+    """The Predictor decodes big files at about the detection size; the answer, in the photo's own
+    pixels, must match the one from the fully decoded photo."""
+    import cv2
+
+    from fusion_fer import load_predictor
+
+    p = load_predictor()
+    canvas = np.full((3000, 4000, 3), 180, np.uint8)
+    canvas[400:2800, 1200:3248] = cv2.resize(hopper_rgb, (2048, 2400), interpolation=cv2.INTER_CUBIC)
+    path = tmp_path / "12mpx.jpg"
+    Image.fromarray(canvas).save(path, quality=92)
+    reduced = p.predict(path)  # decoded at 1/2: 2000x1500
+    whole = p.predict(np.asarray(Image.open(path).convert("RGB")))
+    assert len(reduced) == len(whole) == 1
+    a, b = reduced[0], whole[0]
+    side = b.box[2] - b.box[0]
+    assert np.abs(np.array(a.box) - np.array(b.box)).max() < 0.03 * side  # same face, same place
+    assert a.label == b.label
+    assert max(abs(a.probs[c] - b.probs[c]) for c in a.probs) < 0.1
