@@ -2,7 +2,11 @@
 
     python -m fusion_fer.ablation --data cache/fer2013 --baseline image \\
         --run image=runs/image_40 --run landmarks=runs/landmarks_40 --run fused=runs/fused_main \\
-        --json runs/ablation.json --plot artifacts/ablation.png
+        --json runs/ablation.json --plot artifacts/ablation.png [--ckplus ../shared/data/ckplus48]
+
+With --ckplus, the models are also compared on CK+48 half B (posed lab faces none of them has seen
+the like of; half A is left for choices): 6-way, over the CK+ classes (neutral is not a CK+ class),
+with a bootstrap over whole sequences, since the 3 frames of a sequence are near-duplicates.
 
 Accuracies on 3,589 faces move by about +-0.75 points from sampling alone, so a difference is
 reported with what it takes to believe it: a paired bootstrap interval (both models scored on the
@@ -22,11 +26,14 @@ from .evaluate import apply_bias, fit_class_bias, split_probs, summarize
 BOOTSTRAP = 10_000
 
 
-def paired_difference(correct_a: np.ndarray, correct_b: np.ndarray, n_boot: int = BOOTSTRAP, seed: int = 0) -> dict:
+def paired_difference(correct_a: np.ndarray, correct_b: np.ndarray, n_boot: int = BOOTSTRAP, seed: int = 0,
+                      groups: np.ndarray | None = None) -> dict:
     """How much more often model B is right than model A on the same items, and how sure that is.
 
     Args:
         correct_a, correct_b: (N,) bool, whether each model got each item right.
+        groups: (N,) labels of items that are not independent (frames of one sequence): the bootstrap
+            then resamples whole groups, and McNemar's test, which assumes independent items, is left out.
 
     Returns:
         difference (B - A, as a share), its 95 % paired-bootstrap interval, McNemar's exact
@@ -40,14 +47,22 @@ def paired_difference(correct_a: np.ndarray, correct_b: np.ndarray, n_boot: int 
     d = b.astype(np.int8) - a.astype(np.int8)
     rng = np.random.default_rng(seed)
     means = np.empty(n_boot)
+    if groups is not None:  # per group: summed difference and size; a resample's mean is their ratio
+        _, inv = np.unique(np.asarray(groups), return_inverse=True)
+        gsum, gsize = np.bincount(inv, weights=d), np.bincount(inv)
     for s in range(0, n_boot, 500):  # chunks: 500 x N indices at a time keeps memory small
         k = min(500, n_boot - s)
-        means[s:s + k] = d[rng.integers(0, len(d), size=(k, len(d)))].mean(1)
+        if groups is None:
+            means[s:s + k] = d[rng.integers(0, len(d), size=(k, len(d)))].mean(1)
+        else:
+            pick = rng.integers(0, len(gsum), size=(k, len(gsum)))
+            means[s:s + k] = gsum[pick].sum(1) / gsize[pick].sum(1)
     only_a, only_b = int(((d < 0)).sum()), int((d > 0).sum())
     p = binomtest(only_b, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
     lo, hi = np.percentile(means, [2.5, 97.5])
     return {"difference": round(float(d.mean()), 4), "ci95": [round(float(lo), 4), round(float(hi), 4)],
-            "mcnemar_p": float(f"{p:.3g}"), "only_baseline_right": only_a, "only_model_right": only_b}
+            "mcnemar_p": None if groups is not None else float(f"{p:.3g}"), "only_baseline_right": only_a,
+            "only_model_right": only_b}
 
 
 def _load(path: str, device: str):
@@ -96,6 +111,41 @@ def compare(runs: dict[str, str], cache, baseline: str, device: str = "cpu") -> 
             "bootstrap": BOOTSTRAP, "models": rows}
 
 
+def compare_ckplus(runs: dict[str, str], root: str, baseline: str, device: str = "cpu", half: str = "B") -> dict:
+    """Every model on CK+48 `half` (flip-averaged, argmax over the 6 CK+ classes), with paired differences
+    from `baseline` bootstrapped over sequences."""
+    import torch
+
+    from .data import CLASSES, read_ckplus
+    from .landmarks import FaceMesh
+    from .predict import log_probs
+
+    ck = read_ckplus(root)
+    keep = ck.half == half
+    images, y, seqs = ck.images[keep], ck.labels[keep], ck.sequences[keep]
+    mesh = FaceMesh()
+    pts = [mesh(im) for im in images]
+    found = np.array([q is not None for q in pts])
+    points = np.stack([q if q is not None else np.zeros((468, 3), np.float32) for q in pts])
+    cols = [CLASSES.index(c) for c in ck.CLASSES]
+    rows, correct = {}, {}
+    for name, path in runs.items():
+        model, stats, _, epochs = _load(path, device)
+        with torch.inference_mode():
+            logp = log_probs(model, images, points, found, stats, torch.device(device)).cpu().numpy()
+        pred = np.array(cols)[logp[:, cols].argmax(1)]
+        correct[name] = pred == y
+        recall = {c: round(float((pred[y == k] == k).mean()), 4) for c, k in zip(ck.CLASSES, cols) if (y == k).any()}
+        rows[name] = {"path": str(path), "epochs": epochs, "accuracy": round(float(correct[name].mean()), 4),
+                      "macro_recall": round(float(np.mean(list(recall.values()))), 4), "recall": recall}
+    for name in runs:
+        if name != baseline:
+            rows[name]["vs_" + baseline] = paired_difference(correct[baseline], correct[name], groups=seqs)
+    return {"split": f"CK+48 half {half}", "faces": int(keep.sum()), "sequences": int(len(set(seqs))),
+            "subjects": int(len(set(ck.subjects[keep]))), "landmarks_found": int(found.sum()), "baseline": baseline,
+            "scoring": "argmax over the 6 CK+ classes, flip-averaged", "models": rows}
+
+
 def plot(result: dict, path: str | Path) -> None:
     """Accuracy per model (raw and with class offsets) with 95 % bootstrap intervals of the difference from the baseline."""
     import matplotlib
@@ -138,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baseline", required=True, help="the NAME the others are compared with (e.g. image)")
     p.add_argument("--json", default=None, help="write the comparison to this file")
     p.add_argument("--plot", default=None, help="write a bar chart PNG to this file")
+    p.add_argument("--ckplus", default=None, help="also compare on CK+48 half B (the ckplus48 folder)")
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     runs = {}
@@ -154,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     from .prepare import load_cache
 
     result = compare(runs, load_cache(args.data), args.baseline, args.device)
+    if args.ckplus:
+        result["ckplus"] = compare_ckplus(runs, args.ckplus, args.baseline, args.device)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     if args.plot:
@@ -167,6 +220,16 @@ def main(argv: list[str] | None = None) -> int:
             line += (f" | vs {args.baseline}: {100 * c['difference']:+.2f} points "
                      f"(95 % CI {100 * c['ci95'][0]:+.2f}..{100 * c['ci95'][1]:+.2f}, McNemar p={c['mcnemar_p']:.2g})")
         print(line)
+    if args.ckplus:
+        ck = result["ckplus"]
+        print(f"{ck['split']}: {ck['faces']} faces, {ck['sequences']} sequences, {ck['subjects']} subjects ({ck['scoring']})")
+        for name, r in ck["models"].items():
+            line = f"{name:12s} {100 * r['accuracy']:.2f} %, macro recall {r['macro_recall']:.3f}, lowest {min(r['recall'], key=r['recall'].get)} {min(r['recall'].values()):.2f}"
+            c = r.get("vs_" + args.baseline)
+            if c:
+                line += (f" | vs {args.baseline}: {100 * c['difference']:+.2f} points "
+                         f"(95 % CI over sequences {100 * c['ci95'][0]:+.2f}..{100 * c['ci95'][1]:+.2f})")
+            print(line)
     return 0
 
 

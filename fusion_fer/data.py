@@ -351,3 +351,45 @@ def _looks_uncropped(root: Path) -> bool:
             except OSError:
                 continue
     return False
+
+
+@dataclass
+class CKPlus:
+    """CK+48 (posed lab faces, 48x48 grey crops) with FER labels, for cross-dataset evaluation only.
+
+    Subjects are sorted and alternated into halves: half A may guide choices, half B is for reporting.
+    `contempt` (no FER class) is left out; there is no neutral.
+    """
+
+    images: np.ndarray  # (N, 48, 48) uint8
+    labels: np.ndarray  # (N,) int64 FER class index
+    subjects: np.ndarray  # (N,) str
+    sequences: np.ndarray  # (N,) str "subject/sequence": its 3 frames are near-duplicates
+    half: np.ndarray  # (N,) "A" or "B"
+
+    CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise")  # the 6 FER classes CK+ has
+
+
+def read_ckplus(root: str | os.PathLike) -> CKPlus:
+    """Reads `ckplus48/` (labels.csv + images/<class>/*.png).
+
+    Raises:
+        DatasetError: the folder or labels.csv is missing, or an image cannot be read.
+    """
+    from PIL import Image
+
+    root = Path(root)
+    table = root / "labels.csv"
+    if not table.is_file():
+        raise DatasetError(f"{root}: expected labels.csv and images/ (the ckplus48 folder)")
+    rows = [r for r in csv.DictReader(open(table, newline="")) if r["fer_label"] != ""]
+    order = sorted({r["subject"] for r in rows})
+    half_of = {s: "AB"[i % 2] for i, s in enumerate(order)}
+    images = []
+    for r in rows:
+        try:
+            images.append(np.asarray(Image.open(root / r["file"]).convert("L").resize((48, 48))))
+        except OSError as err:
+            raise DatasetError(f"{root / r['file']}: {err}") from None
+    return CKPlus(np.stack(images), np.array([int(r["fer_label"]) for r in rows]), np.array([r["subject"] for r in rows]),
+                  np.array([f"{r['subject']}/{r['sequence']}" for r in rows]), np.array([half_of[r["subject"]] for r in rows]))

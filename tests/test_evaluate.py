@@ -76,3 +76,38 @@ def test_paired_difference_separates_a_real_gain_from_noise():
     assert r["ci95"][0] < 0 < r["ci95"][1] and r["mcnemar_p"] > 0.01
     same = paired_difference(base, base)
     assert same["difference"] == 0 and same["ci95"] == [0, 0] and same["mcnemar_p"] == 1.0
+
+
+def test_paired_difference_over_sequences_is_wider_than_over_frames():
+    from fusion_fer.ablation import paired_difference
+    # 60 sequences of 3 near-identical frames: the frames are not 60 x 3 independent chances, so the
+    # interval must come from resampling sequences, and it is wider than the frame-level one.
+    rng = np.random.default_rng(1)
+    seq_a, seq_b = rng.random(60) < 0.7, rng.random(60) < 0.8
+    a, b, groups = np.repeat(seq_a, 3), np.repeat(seq_b, 3), np.repeat(np.arange(60), 3)
+    by_frame = paired_difference(a, b)
+    by_seq = paired_difference(a, b, groups=groups)
+    assert by_seq["difference"] == by_frame["difference"]
+    width = lambda r: r["ci95"][1] - r["ci95"][0]  # noqa: E731
+    assert width(by_seq) > 1.4 * width(by_frame)
+    assert by_seq["mcnemar_p"] is None  # McNemar assumes independent items
+
+
+def test_ckplus_halves_alternate_sorted_subjects_and_drop_contempt(tmp_path):
+    from PIL import Image
+
+    from fusion_fer.data import read_ckplus
+
+    rows = ["file,subject,sequence,frame,ck_class,fer_label,fer_name,duplicate_of"]
+    for subject in ("S010", "S005", "S022", "S011"):
+        for ck_class, label in (("happy", "3"), ("contempt", "")):
+            f = f"images/{ck_class}/{subject}_001_00000009.png"
+            (tmp_path / "images" / ck_class).mkdir(parents=True, exist_ok=True)
+            Image.new("L", (48, 48), 100).save(tmp_path / f)
+            rows.append(f"{f},{subject},001,00000009,{ck_class},{label},{'happy' if label else ''},")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    ck = read_ckplus(tmp_path)
+    assert len(ck.labels) == 4 and set(ck.labels) == {3}  # contempt has no FER class
+    half = dict(zip(ck.subjects, ck.half))
+    assert half == {"S005": "A", "S010": "B", "S011": "A", "S022": "B"}  # sorted, alternated
+    assert ck.images.shape == (4, 48, 48)
