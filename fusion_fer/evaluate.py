@@ -36,8 +36,11 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
     return float(ece)
 
 
+TEMPERATURE_RANGE = (0.05, 20.0)  # a validation set the model gets all right drives T to 0 (then 0/0 = NaN)
+
+
 def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
-    """Temperature T minimising the NLL of softmax(log(probs) / T) (Guo et al. 2017)."""
+    """Temperature T minimising the NLL of softmax(log(probs) / T) (Guo et al. 2017), within `TEMPERATURE_RANGE`."""
     logp = torch.log(torch.as_tensor(probs, dtype=torch.float64).clamp_min(1e-12))
     y = torch.as_tensor(labels)
     log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
@@ -50,7 +53,8 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
         return loss
 
     opt.step(closure)
-    return float(log_t.detach().exp())
+    t = float(log_t.detach().exp())
+    return float(np.clip(t if np.isfinite(t) else 1.0, *TEMPERATURE_RANGE))
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:

@@ -111,3 +111,14 @@ def test_ckplus_halves_alternate_sorted_subjects_and_drop_contempt(tmp_path):
     half = dict(zip(ck.subjects, ck.half))
     assert half == {"S005": "A", "S010": "B", "S011": "A", "S022": "B"}  # sorted, alternated
     assert ck.images.shape == (4, 48, 48)
+
+
+def test_temperature_stays_finite_when_validation_is_all_right():
+    # A tiny validation set that the model gets all right (a user's own few photos): the NLL falls
+    # forever as T -> 0, which once gave T = 0 and NaN probabilities in the exported model.
+    from fusion_fer.evaluate import TEMPERATURE_RANGE, apply_temperature, fit_temperature
+
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1]])
+    t = fit_temperature(probs, np.array([0, 1]))
+    assert TEMPERATURE_RANGE[0] <= t <= TEMPERATURE_RANGE[1]
+    assert np.isfinite(apply_temperature(probs, t)).all()
