@@ -143,24 +143,11 @@ def cold_start() -> dict:
 
 def app_memory() -> dict:
     """(e) Peak RSS of `python app.py` after serving uploads and a stream of frames."""
-    import socket
-    import urllib.request
-
     from gradio_client import Client, handle_file
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}/"
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                time.sleep(1)
+    from fusion_fer.serving import running_app
+
+    with running_app() as (url, proc):
         client = Client(url, verbose=False)
         tmp = Path(os.environ.get("TMPDIR", "/tmp")) / "fusion_fer_bench_group.jpg"
         Image.fromarray(group_1080p()).save(tmp)
@@ -169,9 +156,6 @@ def app_memory() -> dict:
         status = Path(f"/proc/{proc.pid}/status").read_text()
         hwm = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")))
         return {"peak_rss_mb": round(hwm / 1024, 1)}
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def main() -> int:

@@ -18,15 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import cv2
@@ -37,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from fusion_fer import load_image  # noqa: E402
 from fusion_fer.samples import astronaut, grace_hopper, group_photo, write_y4m  # noqa: E402
+from fusion_fer.serving import running_app  # noqa: E402
 
 SIZES_MPX = (0.3, 1.0, 3.0, 6.0, 12.6)
 
@@ -74,12 +71,6 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--minutes", type=float, default=5.0)
@@ -91,22 +82,7 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="soak_"))
     photos = make_photos(tmp)
-    port = free_port()
-    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
-           "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
-    log = open(tmp / "app.log", "w")
-    app = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.time() + 240
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                if app.poll() is not None or time.time() > deadline:
-                    raise RuntimeError(f"app did not start: {(tmp / 'app.log').read_text()[-2000:]}")
-                time.sleep(0.5)
+    with running_app(tmp) as (url, app):
         rss_start = rss_mb(app.pid)
         print(f"app up on {url}, RSS {rss_start:.0f} MB; {args.uploads} upload clients + {args.streams} streams "
               f"for {args.minutes:g} min; photos {', '.join(f'{m:g}' for m in SIZES_MPX)} Mpx", flush=True)
@@ -214,12 +190,6 @@ def main() -> int:
             print("failure:", f)
         if args.json:
             Path(args.json).write_text(json.dumps(result, indent=2))
-    finally:
-        app.terminate()
-        try:
-            app.wait(10)
-        except subprocess.TimeoutExpired:
-            app.kill()
     return 0
 
 

@@ -6,6 +6,8 @@ photo uploads would make the stream stutter, so it is served first (`PriorityLoc
 size, decoded by many threads, fragment glibc's heaps (`steady_malloc`)."""
 from __future__ import annotations
 
+import os
+import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -64,3 +66,55 @@ def steady_malloc(arenas: int = 2, mmap_threshold: int = 8 << 20) -> bool:
         return ok and libc.mallopt(-3, mmap_threshold) == 1  # M_MMAP_THRESHOLD, fixed (and the trim threshold with it)
     except (OSError, AttributeError):  # not glibc (macOS, Windows, musl): nothing to tune
         return False
+
+
+@contextmanager
+def running_app(workdir: str | os.PathLike | None = None, timeout: float = 240.0,
+                env: dict | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Runs the checkout's `python app.py` on 127.0.0.1 at a free port, for tests and benchmarks.
+
+    Args:
+        workdir: its working directory (default: a new temporary one); its output goes to app.log there.
+        timeout: seconds to wait for the first answer.
+        env: extra environment variables.
+
+    Yields:
+        (url, process) once the page answers; the process is stopped on exit.
+
+    Raises:
+        RuntimeError: the app exited or did not answer in time (with the end of its log).
+    """
+    import socket
+    import sys
+    import tempfile
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cwd = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="fusion_fer_app_"))
+    full_env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
+                "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", **(env or {})}
+    app = Path(__file__).resolve().parent.parent / "app.py"
+    with open(cwd / "app.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, str(app)], cwd=cwd, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.time() + timeout
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError(f"app did not start: {(cwd / 'app.log').read_text()[-3000:]}") from None
+                time.sleep(0.5)
+        yield url, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -60,41 +60,10 @@ def hopper_crop(detector, hopper_rgb) -> np.ndarray:
     return detector.crop(hopper_rgb, faces[0], size=48)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def app_url(tmp_path_factory):
     """The real app (`python app.py`), started from an unrelated working directory on a free port."""
-    import subprocess
-    import time
-    import urllib.request
+    from fusion_fer.serving import running_app
 
-    port = _free_port()
-    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
-           "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
-    cwd = tmp_path_factory.mktemp("elsewhere")
-    log = open(cwd / "app.log", "w")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 240
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                raise RuntimeError(f"app did not start: {(cwd / 'app.log').read_text()[-3000:]}")
-            time.sleep(1)
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    with running_app(tmp_path_factory.mktemp("elsewhere")) as (url, _):
+        yield url
