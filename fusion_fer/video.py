@@ -279,6 +279,8 @@ def analyze_video(predictor: Predictor, src: str | os.PathLike, out: str | os.Pa
             part-way; in the last case `err.partial` holds the result so far, and `out` and `csv_path`
             hold the frames before the break.
     """
+    from .viz import draw_faces
+
     config = config or VideoConfig()
     classes = predictor.classes
     t_start = time.perf_counter()
@@ -329,8 +331,6 @@ def analyze_video(predictor: Predictor, src: str | os.PathLike, out: str | os.Pa
                     if rows is not None:
                         _write_rows(rows, frame, last, classes)
                 if writer is not None:
-                    from .viz import draw_faces
-
                     shown = _carried(last, state, since / config.every) if since else [f for _, f in last]
                     labels = [f"#{tid} {f.label} {f.confidence:.0%}" for (tid, _), f in zip(last, shown)]
                     writer.write(draw_faces(frame.rgb, shown, config.show_landmarks, labels=labels), frame.pts)
