@@ -29,7 +29,7 @@ from fusion_fer.imageio import load_image_scaled  # noqa: E402
 from fusion_fer.samples import astronaut, face_clip, grace_hopper  # noqa: E402
 from fusion_fer.serving import steady_malloc  # noqa: E402
 from fusion_fer.stream import StreamState  # noqa: E402
-from fusion_fer.video import VideoConfig, VideoError, analyze_video, probe, speed_note  # noqa: E402
+from fusion_fer.video import VideoConfig, VideoError, analyze_video, speed_note  # noqa: E402
 from fusion_fer.viz import draw_faces, draw_message, plot_timeline  # noqa: E402
 
 MAX_PHOTO_MB = 10  # per photo, checked before decoding
@@ -91,6 +91,11 @@ def _new_output(suffix: str, name: str | None = None) -> Path:
     return folder / f"{name}{suffix}"
 
 
+def _unusable(what: str, path: str, err: Exception) -> str:
+    """The error shown for an upload we cannot use, without the server's temporary folder in it."""
+    return f"Could not use that {what}: {err}".replace(str(Path(path).parent) + "/", "")
+
+
 def predict_upload(image: str | None, show_landmarks: bool = False) -> tuple[str, dict, list[dict]]:
     """Upload tab and the `/predict` API: annotated image, probabilities of the largest face, every face."""
     if image is None:
@@ -103,7 +108,7 @@ def predict_upload(image: str | None, show_landmarks: bool = False) -> tuple[str
         # the answer are converted back to the uploaded photo's pixels
         img, scale = load_image_scaled(image, PREDICTOR.face_config.detect_max_side)
     except ImageLoadError as err:
-        raise gr.Error(f"Could not use that file: {err}".replace(str(Path(image).parent) + "/", "")) from None
+        raise gr.Error(_unusable("file", image, err)) from None
     rgb = np.asarray(img)
     faces = PREDICTOR.predict(rgb)
     if not faces:
@@ -134,13 +139,9 @@ def predict_video(video: str | None, every: int = 3, progress=gr.Progress()):
     if size_mb > MAX_VIDEO_MB:
         raise gr.Error(f"This video is {size_mb:.0f} MB; the limit is {MAX_VIDEO_MB} MB.")
     try:
-        info = probe(video)
-        if info["duration_s"] > MAX_VIDEO_SECONDS:
-            raise VideoError(f"it is {info['duration_s']:.0f} s long; the limit is {MAX_VIDEO_SECONDS} s. Trim it, "
-                             f"or use `python -m fusion_fer video`, which has no limit")
-        config = VideoConfig(every=int(every), max_seconds=MAX_VIDEO_SECONDS)
-    except (VideoError, ValueError) as err:
-        raise gr.Error(f"Could not use that video: {err}".replace(str(Path(video).parent) + "/", "")) from None
+        config = VideoConfig(every=int(every), max_seconds=MAX_VIDEO_SECONDS)  # longer videos: refused before decoding
+    except ValueError as err:
+        raise gr.Error(_unusable("video", video, err)) from None
     stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in Path(video).stem)[:60] or "video"
     out = _new_output(".mp4", f"{stem}_annotated")
     table, plot = out.with_name(f"{stem}_frames.csv"), out.with_name(f"{stem}_timeline.png")
@@ -154,8 +155,8 @@ def predict_video(video: str | None, every: int = 3, progress=gr.Progress()):
         result = analyze_video(PREDICTOR, video, out=out, csv_path=table, config=config, progress=step)
     except VideoError as err:
         if err.partial is None:
-            raise gr.Error(f"Could not use that video: {err}".replace(str(Path(video).parent) + "/", "")) from None
-        gr.Warning(str(err).replace(str(Path(video).parent) + "/", ""))
+            raise gr.Error(_unusable("video", video, err)) from None
+        gr.Warning(_unusable("video", video, err))
         result = err.partial
     plot_timeline(result.tracks, result.classes, plot)
     import pandas as pd
@@ -245,7 +246,8 @@ def build_demo() -> gr.Blocks:
                        time_limit=STREAM_SECONDS, concurrency_limit=STREAMS_AT_ONCE, api_name="stream")
         with gr.Tab("Video"):
             gr.Markdown(f"Upload a recorded clip (up to {MAX_VIDEO_MB} MB and {MAX_VIDEO_SECONDS // 60} minutes; any format "
-                        "FFmpeg reads). Every face is followed through the clip and gets a track number.")
+                        "FFmpeg reads). Every face is followed through the clip and gets a track number. "
+                        "For longer videos, `python -m fusion_fer video` has no limit.")
             with gr.Row():
                 with gr.Column():
                     vid = gr.Video(label="Video", sources=["upload"], elem_id="video-input")

@@ -76,13 +76,12 @@ class FaceRows:
 
     def rows(self, path: str, src=None) -> list[dict]:
         """Rows for one photo: one per face, largest first; or one row with `error` set."""
-        from .imageio import ImageLoadError, load_image
+        from .imageio import ImageLoadError
 
-        try:
-            rgb = np.asarray(load_image(path if src is None else src))
+        try:  # the file (or its bytes) goes to the Predictor, which decodes a big photo at about the detection size
+            faces = self.predictor.predict(path if src is None else src)
         except ImageLoadError as err:
             return [self._empty(path, str(err).replace(f"'{path}'", "").strip(" :") or "unreadable")]
-        faces = self.predictor.predict(rgb)
         if not faces:
             return [self._empty(path, "no face")]
         return [{"path": path, "face": i, **dict(zip(BOX, (round(float(v), 1) for v in f.box))), "label": f.label,
