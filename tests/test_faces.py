@@ -74,7 +74,8 @@ def test_aligned_crop_levels_the_eyes(detector, hopper_rgb):
 def test_group_photos_recall_with_faces_cut_by_the_frame(detector):
     """Assembled group photos (crowds, a face cut by each edge, a close-up filling 80 % of the frame,
     a selfie with a cut foreground face): recall >= 0.9 on faces of >= 40 px, <= 1 false positive per
-    10 photos. Without the edge padding the same photos give 0.75 (86/115, measured)."""
+    10 photos. The edge padding was chosen on seeds 0-5; these are seeds 6-17, held out: 0.956 (217/227)
+    and 4 false positives in 48 photos with it, 0.749 and the same 4 without (measured)."""
     from fusion_fer.samples import group_photo
     from fusion_fer.stream import box_iou
 
@@ -82,7 +83,7 @@ def test_group_photos_recall_with_faces_cut_by_the_frame(detector):
     per_kind = {}
     for kind in ("crowd", "edges", "closeup", "selfie"):
         hit = n = 0
-        for seed in range(6):
+        for seed in range(6, 18):  # not the seeds the padding was chosen on
             rgb, truth = group_photo(kind, seed)
             h, w = rgb.shape[:2]
             boxes = [(max(0.0, f.box[0]), max(0.0, f.box[1]), min(w, f.box[2]), min(h, f.box[3])) for f in detector.detect(rgb)]
