@@ -23,8 +23,8 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))  # import the library from this checkout, whatever the working directory
 
-from fusion_fer import CLASSES, ImageLoadError, load_predictor  # noqa: E402
-from fusion_fer.artifacts import DEFAULT_DIR  # noqa: E402
+from fusion_fer import FERPLUS_CLASSES, ImageLoadError, load_predictor, model_names  # noqa: E402
+from fusion_fer.artifacts import DEFAULT_DIR, collection  # noqa: E402
 from fusion_fer.imageio import load_image_scaled  # noqa: E402
 from fusion_fer.samples import astronaut, face_clip, grace_hopper  # noqa: E402
 from fusion_fer.serving import steady_malloc  # noqa: E402
@@ -42,7 +42,20 @@ STREAMS_AT_ONCE = 4  # webcam frames, a group of their own, so queued uploads ne
 STREAM_EVERY = 0.07  # seconds between frames sent by the browser: a little under 0.1 so the server, not the timer, sets the pace
 
 steady_malloc()  # many request threads, photos of every size: keep the server's memory flat
-PREDICTOR = load_predictor()  # built once: MTCNN, Face Mesh and the model
+PREDICTOR = load_predictor()  # the default model, built once: MTCNN, Face Mesh and the model
+# Every shipped model by name, the default first; they share one MTCNN and one Face Mesh.
+PREDICTORS = {PREDICTOR.name: PREDICTOR,
+              **{n: load_predictor(n, share=PREDICTOR) for n in model_names() if n != PREDICTOR.name}}
+MODEL_NAMES = list(PREDICTORS)
+
+
+def _predictor(model: str | None):
+    """The predictor for a model name from the dropdown (None or "": the default)."""
+    if not model:
+        return PREDICTOR
+    if model not in PREDICTORS:
+        raise gr.Error(f"Unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}.")
+    return PREDICTORS[model]
 
 
 def upload_image(**kwargs) -> gr.Image:
@@ -96,8 +109,10 @@ def _unusable(what: str, path: str, err: Exception) -> str:
     return f"Could not use that {what}: {err}".replace(str(Path(path).parent) + "/", "")
 
 
-def predict_upload(image: str | None, show_landmarks: bool = False) -> tuple[str, dict, list[dict]]:
-    """Upload tab and the `/predict` API: annotated image, probabilities of the largest face, every face."""
+def predict_upload(image: str | None, show_landmarks: bool = False, model: str | None = None) -> tuple[str, dict, list[dict]]:
+    """Upload tab and the `/predict` API: annotated image, probabilities of the largest face, every face.
+    `model`: a shipped model's name; left out, the default model answers."""
+    predictor = _predictor(model)
     if image is None:
         raise gr.Error("Upload a photo first.")
     size_mb = Path(image).stat().st_size / 1e6 if Path(image).is_file() else 0
@@ -106,24 +121,25 @@ def predict_upload(image: str | None, show_landmarks: bool = False) -> tuple[str
     try:
         # decoded at about the detection size (a 12 Mpx JPEG never exists at full size here); boxes in
         # the answer are converted back to the uploaded photo's pixels
-        img, scale = load_image_scaled(image, PREDICTOR.face_config.detect_max_side)
+        img, scale = load_image_scaled(image, predictor.face_config.detect_max_side)
     except ImageLoadError as err:
         raise gr.Error(_unusable("file", image, err)) from None
     rgb = np.asarray(img)
-    faces = PREDICTOR.predict(rgb)
+    faces = predictor.predict(rgb)
     if not faces:
         raise gr.Error("No face found in this photo. Faces should be at least ~8% of the shorter side and fairly frontal.")
     return (_save_annotated(draw_faces(rgb, faces, show_landmarks)), faces[0].probs,
             [f.scaled(1 / scale).to_dict() for f in faces])
 
 
-def stream_frame(frame: np.ndarray | None, state: StreamState | None, show_landmarks: bool):
+def stream_frame(frame: np.ndarray | None, state: StreamState | None, show_landmarks: bool, model: str | None = None):
     """Webcam tab: one frame in, annotated frame + smoothed probabilities + frame rate out."""
     state = state or StreamState()
+    predictor = _predictor(model)
     if frame is None:
         return None, None, "waiting for the camera", state
     try:
-        faces = state.update(PREDICTOR.predict(frame, **state.predict_kwargs()), PREDICTOR.classes)
+        faces = state.update(predictor.predict(frame, **state.predict_kwargs()), predictor.classes)
     except ImageLoadError:
         return None, "unreadable frame", f"{state.fps:.1f} frames/s", state
     if not faces:
@@ -169,39 +185,36 @@ def predict_video(video: str | None, every: int = 3, progress=gr.Progress()):
     return str(out), str(plot), summary, str(table), speed_note(result)
 
 
-def model_card() -> str:
-    """About tab: classes, PrivateTest results, limits and intended use, from artifacts/metrics.json."""
-    path = DEFAULT_DIR / "metrics.json"
-    if not path.exists():
-        return "No metrics.json next to the model."
-    m = json.loads(path.read_text())
-    w, n, cal = m["with_flip"], m["without_flip"], m["calibration"]
-    rows = "\n".join(f"| {c} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | {r['support']} |"
-                     for c, r in w["per_class"].items())
+def model_card(name: str) -> str:
+    """About tab: one model's card (what it is, its cross-dataset report, limits), from its folder's files."""
+    predictor = PREDICTORS[name]
+    folder = Path(predictor.config["folder"])
+    metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").exists() else {}
+    card = collection().get("models", {}).get(name, {})
+    suite = (folder / "suite.md").read_text() if (folder / "suite.md").exists() else "No cross-dataset report for this model yet."
+    default = " (default)" if predictor is PREDICTOR else ""
+    params = sum(p.numel() for p in predictor.model.parameters())
     return f"""
-### Model
-A CNN on the 48x48 grey face crop and an MLP on 468 MediaPipe Face Mesh landmarks, fused by a small head
-({m['model']['parameters']:,} parameters). Faces are found by MTCNN and cropped the way FER2013 frames them.
-Classes: {', '.join(CLASSES)}.
+## `{name}`{default}
+{card.get("summary", "")}
 
-### Results on FER2013 PrivateTest ({m['faces']:,} faces)
-| | accuracy | macro-F1 |
-|---|---|---|
-| with flip averaging | **{w['accuracy']:.3f}** | {w['macro_f1']:.3f} |
-| without | {n['accuracy']:.3f} | {n['macro_f1']:.3f} |
+A CNN on the 48x48 grey face crop and an MLP on 468 MediaPipe Face Mesh landmarks, fused by a head that also
+reads CNN features at mesh points ({params:,} parameters). Faces are found by MTCNN and cropped the way FER2013
+frames them; each face and its mirror image are averaged. Classes: {', '.join(predictor.classes)}.
+Trained on: {card.get("trained_on", metrics.get("training", {}).get("labels", "FER2013"))}.
 
-| class | precision | recall | F1 | faces |
-|---|---|---|---|---|
-{rows}
+{suite}
+{card.get("notes", "")}
+"""
 
-Calibration: temperature {cal['temperature']:.2f} fitted on PublicTest; expected calibration error
-{cal['ece_before']:.3f} before, {cal['ece_after']:.3f} after.
 
+LIMITS = """
 ### Limits and intended use
 For research, demos and education on posed or everyday facial expressions. FER2013 comes from web image
 search: mostly frontal faces, few children and older people, and noisy labels (humans agree with its
-labels only ~65% of the time). Expressions are not emotions, and an app like this must not be used to
-judge people (hiring, policing, health, school) or to infer anything about them without consent.
+labels only ~65% of the time; FER+'s ten votes per face fix much of that). CK+48 figures are posed lab
+expressions, far stronger than everyday ones. Expressions are not emotions, and an app like this must not be
+used to judge people (hiring, policing, health, school) or to infer anything about them without consent.
 """
 
 
@@ -225,24 +238,27 @@ def build_demo() -> gr.Blocks:
                 with gr.Column():
                     inp = upload_image(label="Photo", sources=["upload", "clipboard"])
                     lm = gr.Checkbox(label="Show landmarks", value=False)
+                    pick = gr.Dropdown(MODEL_NAMES, value=PREDICTOR.name, label="Model", visible=len(MODEL_NAMES) > 1,
+                                       info="ferplus: 8 classes (adds contempt); fer2013: the 7 FER2013 classes")
                     btn = gr.Button("Predict", variant="primary")
                     gr.Examples(examples, inputs=[inp])
                 with gr.Column():
                     out = gr.Image(label="Faces", type="filepath")
-                    label = gr.Label(label="Largest face", num_top_classes=len(CLASSES))
+                    label = gr.Label(label="Largest face", num_top_classes=len(FERPLUS_CLASSES))
                     table = gr.JSON(label="Every face")
-            btn.click(predict_upload, [inp, lm], [out, label, table], api_name="predict", concurrency_limit=UPLOADS_AT_ONCE)
+            btn.click(predict_upload, [inp, lm, pick], [out, label, table], api_name="predict", concurrency_limit=UPLOADS_AT_ONCE)
         with gr.Tab("Webcam"):
             state = gr.State(None)
             with gr.Row():
                 with gr.Column():
                     cam = gr.Image(label="Camera", sources=["webcam"], streaming=True, type="numpy")
                     cam_lm = gr.Checkbox(label="Show landmarks", value=False)
+                    cam_pick = gr.Dropdown(MODEL_NAMES, value=PREDICTOR.name, label="Model", visible=len(MODEL_NAMES) > 1)
                 with gr.Column():
                     live = gr.Image(label="Live", type="numpy", format="jpeg")
                     live_label = gr.Label(label="Expression (smoothed)", num_top_classes=3)
                     fps = gr.Textbox(label="Processed", value="", interactive=False)
-            cam.stream(stream_frame, [cam, state, cam_lm], [live, live_label, fps, state], stream_every=STREAM_EVERY,
+            cam.stream(stream_frame, [cam, state, cam_lm, cam_pick], [live, live_label, fps, state], stream_every=STREAM_EVERY,
                        time_limit=STREAM_SECONDS, concurrency_limit=STREAMS_AT_ONCE, api_name="stream")
         with gr.Tab("Video"):
             gr.Markdown(f"Upload a recorded clip (up to {MAX_VIDEO_MB} MB and {MAX_VIDEO_SECONDS // 60} minutes; any format "
@@ -263,9 +279,15 @@ def build_demo() -> gr.Blocks:
             vid_btn.click(predict_video, [vid, every], [vid_out, timeline, summary, frames_csv, vid_speed],
                           api_name="predict_video", concurrency_limit=1)  # long and CPU-bound: one at a time
         with gr.Tab("About"):
-            gr.Markdown(model_card())
-            if (DEFAULT_DIR / "confusion_matrix.png").exists():
-                gr.Image(str(DEFAULT_DIR / "confusion_matrix.png"), label="PrivateTest confusion matrix", interactive=False)
+            rule = collection().get("rule")
+            if rule:
+                gr.Markdown(f"**How the default model was chosen.** {rule}")
+            for name, predictor in PREDICTORS.items():
+                gr.Markdown(model_card(name))
+                plot = Path(predictor.config["folder"]) / "suite.png"
+                if plot.exists():
+                    gr.Image(str(plot), label=f"{name}: recall per class", interactive=False)
+            gr.Markdown(LIMITS)
     return demo
 
 

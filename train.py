@@ -17,7 +17,8 @@ from pathlib import Path
 from fusion_fer.data import DatasetError, open_dataset
 from fusion_fer.model import FUSIONS, MODES, FusionConfig
 from fusion_fer.prepare import CacheError, PrepareConfig, load_cache, prepare
-from fusion_fer.training import TrainConfig, train
+from fusion_fer.training import LABEL_SETS, TrainConfig, train
+from fusion_fer.transforms import ROBUST, AugmentConfig
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -25,7 +26,12 @@ def get_args_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="FER2013 CSV (.csv/.csv.gz), a prepared cache folder, or an image folder")
     p.add_argument("--out", required=True, help="run folder: checkpoints, best weights, log.csv, curves.png")
-    p.add_argument("--labels", choices=["fer2013", "ferplus"], default="fer2013", help="train on FER2013 labels or FER+ majority labels")
+    p.add_argument("--labels", choices=LABEL_SETS, default="fer2013",
+                   help="FER2013 labels, FER+ majority labels (7 classes), or FER+ vote distributions over 8 classes (adds contempt)")
+    p.add_argument("--init", default=None, help="fine-tune from this model folder (e.g. artifacts) or run folder")
+    p.add_argument("--robust", action="store_true",
+                   help="robustness augmentation: wider framing jitter, low resolution, blur, gamma, noise, JPEG (transforms.ROBUST)")
+    p.add_argument("--warmup-epochs", type=float, default=2.0)
     p.add_argument("--ferplus", default=None, help="FER+ fer2013new.csv (when --data is a CSV and --labels ferplus)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to train (auto: CUDA if available)")
     p.add_argument("--epochs", type=int, default=40)
@@ -59,7 +65,8 @@ def main(args: argparse.Namespace) -> int:
         config = TrainConfig(
             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, labels=args.labels, device=args.device,
             patience=args.patience, label_smoothing=args.label_smoothing, balance_power=args.balance_power,
-            seed=args.seed, bf16=args.bf16, max_minutes=args.max_minutes,
+            seed=args.seed, bf16=args.bf16, max_minutes=args.max_minutes, init=args.init, warmup_epochs=args.warmup_epochs,
+            augment=AugmentConfig(**ROBUST) if args.robust else AugmentConfig(),
             model=FusionConfig(mode=args.mode, image_size=args.image_size, fusion=args.fusion),
         )
         summary = train(cache, out, config, resume=args.resume, progress=args.progress)

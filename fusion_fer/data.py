@@ -32,6 +32,9 @@ SPLIT_ALIASES = {
 # FER+ columns, in file order, and where each goes in CLASSES (None: not one of our classes).
 FERPLUS_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF")
 FERPLUS_TO_CLASS = (6, 3, 5, 4, 0, 1, 2, None, None, None)
+# The FER+ model's classes: ours, in our order, plus contempt (labels stay the strings used everywhere).
+FERPLUS_CLASSES = CLASSES + ("contempt",)
+FERPLUS_TO_CLASS8 = (6, 3, 5, 4, 0, 1, 2, 7, None, None)
 
 
 class DatasetError(ValueError):
@@ -47,6 +50,7 @@ class FaceDataset:
         splits: (N,) int8 index into SPLITS.
         ferplus_labels: (N,) FER+ majority labels (-1: dropped), or None.
         soft: (N, 7) float32 FER+ vote distribution, or None.
+        ferplus_votes: (N, 10) float32 raw FER+ vote counts in `FERPLUS_COLUMNS` order (zeros: dropped row), or None.
         images: (N, H, W) uint8 pre-cropped faces held in memory, or None.
         paths: image files (when `images` is None).
         needs_detection: True for uncropped photos: MTCNN must find and crop the face.
@@ -60,6 +64,7 @@ class FaceDataset:
     paths: list[Path] = field(default_factory=list)
     ferplus_labels: np.ndarray | None = None
     soft: np.ndarray | None = None
+    ferplus_votes: np.ndarray | None = None
     needs_detection: bool = False
 
     def __len__(self) -> int:
@@ -144,11 +149,13 @@ class FerPlusLabels:
         soft: (N, 7) vote distribution over CLASSES (votes for contempt/unknown/NF left out), zeros
             for rows with no votes on our classes.
         splits: (N,) int8 index into SPLITS, from the file's Usage column.
+        votes: (N, 10) raw vote counts in `FERPLUS_COLUMNS` order; zeros for `drop_rows`.
     """
 
     labels: np.ndarray
     soft: np.ndarray
     splits: np.ndarray
+    votes: np.ndarray | None = None
 
 
 def ferplus_majority(votes: np.ndarray) -> tuple[int, np.ndarray]:
@@ -174,6 +181,31 @@ def ferplus_majority(votes: np.ndarray) -> tuple[int, np.ndarray]:
     return FERPLUS_TO_CLASS[top], soft
 
 
+def ferplus8(votes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """FER+ targets over `FERPLUS_CLASSES` (8 emotions) from raw votes (N, 10), as in the FER+ protocol.
+
+    Single votes are dropped as outliers. A row is used for training when its top remaining
+    column is an emotion (not unknown, not not-a-face); its soft target is the distribution of
+    the remaining emotion votes. Its majority label (for evaluation) needs the top column to
+    hold more than half of the remaining votes.
+
+    Returns:
+        (majority (N,) in 0..7 or -1, soft (N, 8) float32, usable (N,) bool: kept for soft-label training)
+    """
+    v = np.where(votes > 1, votes, 0).astype(np.float64)
+    emo = np.zeros((len(v), len(FERPLUS_CLASSES)))
+    for col, cls in enumerate(FERPLUS_TO_CLASS8):
+        if cls is not None:
+            emo[:, cls] += v[:, col]
+    total = v.sum(1)
+    top = v.argmax(1)
+    usable = (total > 0) & np.array([FERPLUS_TO_CLASS8[t] is not None for t in top]) & (emo.sum(1) > 0)
+    soft = np.where(usable[:, None], emo / np.maximum(emo.sum(1, keepdims=True), 1e-9), 0.0).astype(np.float32)
+    top_class = np.array([-1 if FERPLUS_TO_CLASS8[t] is None else FERPLUS_TO_CLASS8[t] for t in top])
+    majority = np.where(usable & (v[np.arange(len(v)), top] > 0.5 * total), top_class, -1).astype(np.int64)
+    return majority, soft, usable
+
+
 def read_ferplus(path: str | os.PathLike, expected_rows: int | None = None,
                  drop_rows: tuple[int, ...] = ()) -> FerPlusLabels:
     """Reads FER+'s `fer2013new.csv`, aligned by row with fer2013.csv.
@@ -190,7 +222,7 @@ def read_ferplus(path: str | os.PathLike, expected_rows: int | None = None,
     if not path.is_file():
         raise DatasetError(f"{path}: no such file")
     split_of = {s.lower(): i for i, s in enumerate(SPLITS)}
-    labels, softs, splits = [], [], []
+    labels, softs, splits, all_votes = [], [], [], []
     with _open_text(path) as f:
         reader = csv.reader(f)
         header = [h.strip() for h in next(reader, [])]
@@ -211,13 +243,16 @@ def read_ferplus(path: str | os.PathLike, expected_rows: int | None = None,
             labels.append(label)
             softs.append(soft)
             splits.append(split_of[usage.lower()])
+            all_votes.append(votes)
     if expected_rows is not None and len(labels) != expected_rows:
         raise DatasetError(
             f"{path}: {len(labels)} rows, but the FER2013 CSV has {expected_rows}; FER+ labels align by row, so both must be complete"
         )
-    out = FerPlusLabels(np.array(labels, dtype=np.int64), np.stack(softs).astype(np.float32), np.array(splits, dtype=np.int8))
+    out = FerPlusLabels(np.array(labels, dtype=np.int64), np.stack(softs).astype(np.float32), np.array(splits, dtype=np.int8),
+                        np.stack(all_votes).astype(np.float32))
     for r in drop_rows:
         out.labels[r] = -1
+        out.votes[r] = 0
     return out
 
 
@@ -327,7 +362,7 @@ def open_dataset(path: str | os.PathLike, ferplus: str | os.PathLike | None = No
             if not np.array_equal(fp.splits, ds.splits):
                 bad = int(np.flatnonzero(fp.splits != ds.splits)[0])
                 raise DatasetError(f"{ferplus}: row {bad} has a different Usage than {path}; the files are not aligned")
-            ds.ferplus_labels, ds.soft = fp.labels, fp.soft
+            ds.ferplus_labels, ds.soft, ds.ferplus_votes = fp.labels, fp.soft, fp.votes
         return ds
     if path.is_dir():
         if ferplus is not None:

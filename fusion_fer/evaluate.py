@@ -2,6 +2,7 @@
 
     python -m fusion_fer.evaluate --model artifacts --data cache/fer2013
     python -m fusion_fer.evaluate --run runs/fused_main --data cache/fer2013 --export artifacts
+    python -m fusion_fer.evaluate --model artifacts/fer2013 --suite ../shared/data   # cross-dataset report (suite.py)
 
 Model selection and the temperature use PublicTest only; every reported figure is PrivateTest.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import CLASSES, SPLITS
+from .data import FERPLUS_CLASSES, SPLITS
 from .prepare import load_cache
 from .training import cache_labels, predict_cache
 
@@ -106,18 +107,19 @@ def fit_class_bias(probs: np.ndarray, labels: np.ndarray, min_recall: float = 0.
     return bias
 
 
-def summarize(probs: np.ndarray, labels: np.ndarray) -> dict:
-    """Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix."""
+def summarize(probs: np.ndarray, labels: np.ndarray, classes: tuple[str, ...] | None = None) -> dict:
+    """Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix (classes: the model's, by count)."""
     from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
+    names = classes or FERPLUS_CLASSES[:probs.shape[1]]
     pred = probs.argmax(1)
-    p, r, f, s = precision_recall_fscore_support(labels, pred, labels=range(len(CLASSES)), zero_division=0)
+    p, r, f, s = precision_recall_fscore_support(labels, pred, labels=range(len(names)), zero_division=0)
     return {
         "accuracy": round(float((pred == labels).mean()), 4),
-        "macro_f1": round(float(f1_score(labels, pred, average="macro", labels=range(len(CLASSES)), zero_division=0)), 4),
+        "macro_f1": round(float(f1_score(labels, pred, average="macro", labels=range(len(names)), zero_division=0)), 4),
         "per_class": {c: {"precision": round(float(p[i]), 4), "recall": round(float(r[i]), 4), "f1": round(float(f[i]), 4),
-                          "support": int(s[i])} for i, c in enumerate(CLASSES)},
-        "confusion_matrix": confusion_matrix(labels, pred, labels=range(len(CLASSES))).tolist(),
+                          "support": int(s[i])} for i, c in enumerate(names)},
+        "confusion_matrix": confusion_matrix(labels, pred, labels=range(len(names))).tolist(),
     }
 
 
@@ -148,7 +150,7 @@ def evaluate(model, stats, cache, labels_kind: str = "fer2013", device: str = "c
     out["faces"] = int(len(priv))
     out["before_class_bias"] = {"with_flip": summarize(priv_raw, y), "without_flip": summarize(priv_plain_raw, y)}
     bias = fit_class_bias(pub_raw, labels[pub]) if class_bias is None else np.asarray(class_bias)
-    out["class_bias"] = {"fitted_on": "PublicTest", "values": {c: round(float(b), 3) for c, b in zip(CLASSES, bias)}}
+    out["class_bias"] = {"fitted_on": "PublicTest", "values": {c: round(float(b), 3) for c, b in zip(FERPLUS_CLASSES, bias)}}
     pub_probs, priv_flip, priv_plain = (apply_bias(p, bias) for p in (pub_raw, priv_raw, priv_plain_raw))
     out["with_flip"] = summarize(priv_flip, y)
     out["without_flip"] = summarize(priv_plain, y)
@@ -171,6 +173,7 @@ def evaluate(model, stats, cache, labels_kind: str = "fer2013", device: str = "c
 
 def plot_confusion(cm: list[list[int]], path: Path, title: str) -> None:
     """Row-normalised confusion matrix with counts, as a PNG."""
+    names = FERPLUS_CLASSES[:len(cm)]
     import matplotlib
 
     matplotlib.use("Agg")
@@ -180,11 +183,11 @@ def plot_confusion(cm: list[list[int]], path: Path, title: str) -> None:
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(7, 6))
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(CLASSES)), CLASSES, rotation=45, ha="right")
-    ax.set_yticks(range(len(CLASSES)), CLASSES)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
     ax.set_xlabel("predicted"), ax.set_ylabel("true"), ax.set_title(title)
-    for i in range(len(CLASSES)):
-        for j in range(len(CLASSES)):
+    for i in range(len(names)):
+        for j in range(len(names)):
             ax.text(j, i, f"{norm[i, j]:.2f}\n({int(cm[i, j])})", ha="center", va="center", fontsize=7,
                     color="white" if norm[i, j] > 0.5 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046)
@@ -198,12 +201,20 @@ def main(argv: list[str] | None = None) -> int:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", help="a model folder (config.json + model.safetensors), e.g. artifacts")
     src.add_argument("--run", help="a training run folder (best.pt), e.g. runs/fused_main")
-    p.add_argument("--data", required=True, help="a prepared cache folder (python -m fusion_fer.prepare)")
-    p.add_argument("--labels", choices=["fer2013", "ferplus"], default=None, help="default: what the model was trained on")
+    p.add_argument("--data", help="a prepared cache folder (python -m fusion_fer.prepare)")
+    p.add_argument("--suite", metavar="SHARED_DATA", help="the cross-dataset report (FER2013 CSV and JPEG, detection path, FER+, "
+                   "CK+48) from this data folder; with --model, written into its metrics.json, suite.md and suite.png")
+    p.add_argument("--suite-parts", nargs="+", choices=["select", "report"], default=["select", "report"],
+                   help="select: PublicTest and CK+48 half A (for choices); report: PrivateTest and CK+48 half B")
+    p.add_argument("--labels", choices=["fer2013", "ferplus", "ferplus8"], default=None, help="default: what the model was trained on")
     p.add_argument("--export", default=None, help="with --run: write the model, metrics and plots to this folder")
     p.add_argument("--json", default=None, help="also write the metrics to this file")
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
+    if args.suite:
+        return _suite_main(p, args)
+    if not args.data:
+        p.error("--data (a prepared cache) is needed, or --suite")
 
     from .artifacts import load_artifacts, save_artifacts
     from .training import load_run_model
@@ -227,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
             p.error("--export needs --run")
         out = Path(args.export)
         extra = {"training": {**json.loads((Path(args.run) / "args.json").read_text()), **metrics.get("training", {})}}
-        bias = [metrics["class_bias"]["values"][c] for c in CLASSES]
+        bias = list(metrics["class_bias"]["values"].values())
         save_artifacts(out, model, stats, temperature=metrics["calibration"]["temperature"], extra={**extra, "class_bias": bias})
         plot_confusion(metrics["with_flip"]["confusion_matrix"], out / "confusion_matrix.png",
                        f"PrivateTest, flip-averaged: accuracy {metrics['with_flip']['accuracy']:.3f}")
@@ -244,6 +255,30 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {c:9s} precision {r['precision']:.3f} recall {r['recall']:.3f} f1 {r['f1']:.3f} (n={r['support']})")
     cal = metrics["calibration"]
     print(f"temperature {cal['temperature']:.3f} (PublicTest): ECE {cal['ece_before']:.4f} -> {cal['ece_after']:.4f}")
+    return 0
+
+
+def _suite_main(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from .artifacts import ArtifactError, resolve_model
+    from .data import DatasetError
+    from .suite import SuiteConfig, markdown, plot, run_suite
+
+    if args.run:
+        p.error("--suite evaluates a model folder: pass --model (export a run first with --run ... --export DIR)")
+    try:
+        suite = run_suite(args.model, args.suite, SuiteConfig(parts=tuple(args.suite_parts)))
+    except (ArtifactError, DatasetError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    folder = resolve_model(args.model)
+    table = markdown(suite, title=f"{folder.name}: cross-dataset report")
+    _write_metrics(folder / "metrics.json", {"suite": suite})
+    (folder / "suite.md").write_text(table)
+    if "report" in suite:
+        plot(suite, folder / "suite.png", title=f"{folder.name}: recall per class (PrivateTest, CK+48 half B)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(suite, indent=2))
+    print(table)
     return 0
 
 

@@ -28,7 +28,7 @@ class FaceResult:
     Attributes:
         box: (x1, y1, x2, y2) in the input image's pixels (the whole image with detect=False).
         label: the most probable class.
-        probs: {class: probability} over all 7 classes, summing to 1.
+        probs: {class: probability} over the model's classes (7, or 8 with contempt), summing to 1.
         landmarks: (468, 3) mesh points in input-image pixels (z in the same scale as x), or None
             when the mesh found none.
         detection_prob: MTCNN's face probability (1.0 with detect=False).
@@ -68,9 +68,14 @@ class Predictor:
     Safe to call from several threads.
     """
 
-    def __init__(self, path: str | os.PathLike | None = None, device: str = "cpu", flip: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike | None = None, device: str = "cpu", flip: bool = True,
+                 share: Predictor | None = None) -> None:
+        """`path`: a shipped model's name ("ferplus", "fer2013"), a model folder, or None for the default.
+        `share`: another Predictor whose MTCNN and Face Mesh this one reuses when its settings are the same
+        (an app serving several models keeps one detector in memory)."""
         self.device = torch.device(device)
         self.model, self.stats, self.config = load_artifacts(path, self.device)
+        self.name = os.path.basename(os.path.normpath(self.config["folder"]))
         self.model = self.model.to(memory_format=torch.channels_last)
         self.classes: tuple[str, ...] = tuple(self.config["classes"])
         self.temperature = float(self.config.get("temperature", 1.0))
@@ -79,8 +84,12 @@ class Predictor:
         self.flip = flip
         self.face_config = FaceConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in self.config["face"].items()})
         self.crop_size = 48  # the cache's crop size: the mesh runs on what training's mesh saw
-        self.detector = FaceDetector(self.face_config, device=self.device)
-        self.mesh = FaceMesh(MeshConfig(**self.config["mesh"]))
+        mesh_config = MeshConfig(**self.config["mesh"])
+        if share is not None and share.face_config == self.face_config and share.mesh.config == mesh_config and share.device == self.device:
+            self.detector, self.mesh = share.detector, share.mesh
+        else:
+            self.detector = FaceDetector(self.face_config, device=self.device)
+            self.mesh = FaceMesh(mesh_config)
 
     def predict(self, image: ImageInput, detect: bool = True, detect_max_side: int | None = None,
                 min_face_fraction: float | None = None, urgent: bool = False) -> list[FaceResult]:
@@ -193,6 +202,8 @@ def log_probs(model, crops: np.ndarray, points: np.ndarray, found: np.ndarray, s
     return logp.float()
 
 
-def load_predictor(path: str | os.PathLike | None = None, device: str = "cpu", flip: bool = True) -> Predictor:
-    """Loads the shipped model (`artifacts/` in this package's checkout) or the model folder at `path`."""
-    return Predictor(path, device=device, flip=flip)
+def load_predictor(model: str | os.PathLike | None = None, device: str = "cpu", flip: bool = True,
+                   share: Predictor | None = None) -> Predictor:
+    """Loads a shipped model by name (`load_predictor("ferplus")`, `load_predictor("fer2013")`), the
+    default one (`load_predictor()`, see artifacts/models.json), or the model folder at `model`."""
+    return Predictor(model, device=device, flip=flip, share=share)

@@ -190,7 +190,7 @@ def prepare(ds: FaceDataset, out: str | os.PathLike, config: PrepareConfig | Non
     arrays = {k: np.concatenate([p[k] for p in parts]) for k in ("images", "landmarks", "found", "face")}
     arrays.update(labels=ds.labels, splits=ds.splits)
     if ds.ferplus_labels is not None:
-        arrays.update(ferplus_labels=ds.ferplus_labels, soft=ds.soft)
+        arrays.update(ferplus_labels=ds.ferplus_labels, soft=ds.soft, ferplus_votes=ds.ferplus_votes)
     atomic_save_npz(out / "cache.npz", **arrays)
     meta = {
         **plan,
@@ -236,6 +236,7 @@ class Cache:
         labels: (N,) int64 FER2013 (or folder) labels.
         splits: (N,) int8 index into SPLITS.
         ferplus_labels, soft: FER+ majority labels and vote distribution, when prepared with --ferplus.
+        ferplus_votes: (N, 10) raw FER+ votes (for the 8-class FER+ model; caches from before it lack them).
     """
 
     images: np.ndarray
@@ -247,6 +248,7 @@ class Cache:
     meta: dict
     ferplus_labels: np.ndarray | None = None
     soft: np.ndarray | None = None
+    ferplus_votes: np.ndarray | None = None
 
 
 def load_cache(path: str | os.PathLike) -> Cache:
@@ -302,7 +304,8 @@ def _head(ds: FaceDataset, n: int) -> FaceDataset:
 
     cut = lambda a: None if a is None else a[:n]  # noqa: E731
     return replace(ds, labels=ds.labels[:n], splits=ds.splits[:n], images=cut(ds.images), paths=ds.paths[:n],
-                   ferplus_labels=cut(ds.ferplus_labels), soft=cut(ds.soft), source=f"{ds.source}[:{n}]")
+                   ferplus_labels=cut(ds.ferplus_labels), soft=cut(ds.soft),
+                   ferplus_votes=cut(ds.ferplus_votes), source=f"{ds.source}[:{n}]")
 
 
 if __name__ == "__main__":

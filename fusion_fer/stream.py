@@ -70,6 +70,7 @@ class StreamState:
     tracks: list[Track] = field(default_factory=list)
     times: deque = field(default_factory=lambda: deque(maxlen=30))
     next_id: int = 1
+    classes: tuple[str, ...] = ()  # the classes the tracks' probabilities are over (another model starts afresh)
 
     def predict_kwargs(self) -> dict:
         """The detection settings `Predictor.predict` takes for a stream frame."""
@@ -82,6 +83,8 @@ class StreamState:
     def update_tracks(self, faces: list[FaceResult], classes: tuple[str, ...]) -> list[tuple[int, FaceResult]]:
         """Like `update`, with each face's track id: [(track_id, smoothed face)] in the order given."""
         self.times.append(time.perf_counter())
+        if tuple(classes) != self.classes:  # the user switched models: smoothed probabilities are over other classes
+            self.tracks, self.classes = [], tuple(classes)
         matches = self._match([f.box for f in faces])
         out = []
         for i, face in enumerate(faces):

@@ -11,7 +11,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +19,20 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .data import CLASSES
+from .data import CLASSES, FERPLUS_CLASSES, ferplus8
 from .landmarks import LandmarkStats, normalize
 from .model import FusionConfig, FusionNet
 from .predict import log_probs
 from .prepare import Cache
 from .transforms import AugmentConfig, augment_batch
+
+
+LABEL_SETS = ("fer2013", "ferplus", "ferplus8")
+
+
+def classes_of(labels: str) -> tuple[str, ...]:
+    """The class names a model trained on `labels` predicts."""
+    return FERPLUS_CLASSES if labels == "ferplus8" else CLASSES
 
 
 @dataclass
@@ -39,7 +47,8 @@ class TrainConfig:
     label_smoothing: float = 0.1
     balance_power: float = 0.5  # sampler weight per class = count ** -power (0: natural mix, 1: fully balanced)
     patience: int = 12  # stop when PublicTest accuracy has not improved for this many epochs
-    labels: str = "fer2013"  # fer2013 | ferplus
+    labels: str = "fer2013"  # fer2013 | ferplus (7-class majority) | ferplus8 (8 classes, vote distributions as soft targets)
+    init: str | None = None  # start from this model folder or run folder (fine-tuning); a new head if the classes differ
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     bf16: bool = True  # bfloat16 autocast (2x faster on CPUs with AVX512-BF16, and on GPUs)
@@ -48,8 +57,10 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
-        if self.labels not in ("fer2013", "ferplus"):
-            raise ValueError(f"Invalid labels {self.labels!r}. Only fer2013 and ferplus are supported.")
+        if self.labels not in LABEL_SETS:
+            raise ValueError(f"Invalid labels {self.labels!r}. Only {', '.join(LABEL_SETS)} are supported.")
+        if self.model.num_classes != len(classes_of(self.labels)):
+            self.model = replace(self.model, num_classes=len(classes_of(self.labels)))
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"Invalid device {self.device!r}. Only auto, cpu and cuda are supported.")
 
@@ -63,12 +74,65 @@ def resolve_device(name: str) -> torch.device:
 
 
 def cache_labels(cache: Cache, labels: str) -> np.ndarray:
-    """The label array training uses: FER2013's, or FER+ majority labels (-1 = not used)."""
+    """The hard labels that evaluation scores: FER2013's, or FER+ majority labels (-1 = not used)."""
+    if labels == "ferplus8":
+        return ferplus8(_votes(cache))[0]
     if labels == "ferplus":
         if cache.ferplus_labels is None:
             raise ValueError("--labels ferplus needs a cache prepared with --ferplus fer2013new.csv")
         return cache.ferplus_labels
     return cache.labels
+
+
+def _votes(cache: Cache) -> np.ndarray:
+    if cache.ferplus_votes is None:
+        raise ValueError("--labels ferplus8 needs a cache prepared with --ferplus fer2013new.csv by this version "
+                         "(it stores the raw votes); run `python -m fusion_fer.prepare` again (finished shards are reused)")
+    return cache.ferplus_votes
+
+
+def training_targets(cache: Cache, labels: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """What training fits: (hard labels for sampling and train accuracy, -1 = row not used;
+    soft targets (N, C) or None). FER+ 8-class: the vote distribution of every face whose top
+    vote is an emotion; its hard label is the distribution's argmax."""
+    if labels == "ferplus8":
+        _, soft, usable = ferplus8(_votes(cache))
+        return np.where(usable, soft.argmax(1), -1).astype(np.int64), soft
+    return cache_labels(cache, labels), None
+
+
+def init_weights(path: str | os.PathLike) -> tuple[dict, FusionConfig, LandmarkStats]:
+    """Weights, model config and landmark statistics of a model folder (artifacts) or a run folder, to fine-tune from."""
+    folder = Path(path)
+    if (folder / "model.safetensors").exists():
+        from .artifacts import load_artifacts
+
+        model, stats, _ = load_artifacts(folder)
+        return model.state_dict(), model.config, stats
+    if (folder / "best.pt").exists():
+        model, stats, _ = load_run_model(folder)
+        return model.state_dict(), model.config, stats
+    raise ValueError(f"--init {folder}: expected a model folder (model.safetensors) or a run folder (best.pt)")
+
+
+def load_init(model: FusionNet, state: dict) -> tuple[list[str], list[str]]:
+    """Loads a fine-tuning start into `model`. Tensors of the same shape are copied; a head with more
+    classes (FER+ adds contempt after our 7) keeps the old classes' rows and starts the new ones afresh.
+
+    Returns:
+        (grown tensors, tensors left as initialised)
+    """
+    own = model.state_dict()
+    keep, grown = {}, []
+    for k, v in state.items():
+        if k in own and own[k].shape == v.shape:
+            keep[k] = v
+        elif k in own and own[k].shape[1:] == v.shape[1:] and own[k].shape[0] > v.shape[0]:
+            keep[k] = own[k].clone()
+            keep[k][:v.shape[0]] = v
+            grown.append(k)
+    model.load_state_dict(keep, strict=False)
+    return grown, sorted(set(own) - set(keep))
 
 
 def fit_landmark_stats(cache: Cache, train_idx: np.ndarray) -> LandmarkStats:
@@ -77,7 +141,7 @@ def fit_landmark_stats(cache: Cache, train_idx: np.ndarray) -> LandmarkStats:
 
 
 def sampler_weights(labels: np.ndarray, power: float) -> np.ndarray:
-    counts = np.bincount(labels, minlength=len(CLASSES)).astype(np.float64)
+    counts = np.bincount(labels).astype(np.float64)
     per_class = np.where(counts > 0, np.maximum(counts, 1) ** -power, 0.0)
     w = per_class[labels]
     return w / w.sum()
@@ -167,16 +231,28 @@ def train(cache: Cache, out_dir: str | os.PathLike, config: TrainConfig, resume:
     gen = torch.Generator().manual_seed(config.seed)
 
     labels = cache_labels(cache, config.labels)
-    train_idx = np.flatnonzero((cache.splits == 0) & (labels >= 0) & cache.face)
+    train_labels, soft = training_targets(cache, config.labels)
+    train_idx = np.flatnonzero((cache.splits == 0) & (train_labels >= 0) & cache.face)
     val_idx = np.flatnonzero((cache.splits == 1) & (labels >= 0) & cache.face)
     if len(train_idx) == 0:
         raise ValueError("no labelled training faces in the cache")
     if len(val_idx) == 0:
         raise ValueError("no labelled PublicTest (validation) faces in the cache: early stopping needs them")
-    stats = fit_landmark_stats(cache, train_idx)
+    init_state = None
+    if config.init:
+        init_state, init_model, stats = init_weights(config.init)
+        # The architecture comes from the model fine-tuned; only the number of classes may change.
+        config.model = FusionConfig.from_dict({**init_model.to_dict(), "num_classes": config.model.num_classes})
+    else:
+        stats = fit_landmark_stats(cache, train_idx)
     (out / "stats.json").write_text(json.dumps(stats.to_dict()))
 
-    model = FusionNet(config.model).to(device)
+    model = FusionNet(config.model)
+    if init_state is not None and not (resume and (out / "checkpoint.pt").exists()):
+        grown, fresh = load_init(model, init_state)
+        print(f"fine-tuning from {config.init}" + (f"; heads grown by new classes: {', '.join(grown)}" if grown else "")
+              + (f"; new (untrained) tensors: {', '.join(fresh)}" if fresh else ""))
+    model = model.to(device)
     memory_format = channels_last_ok(config.model)
     model = model.to(memory_format=memory_format)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -184,7 +260,7 @@ def train(cache: Cache, out_dir: str | os.PathLike, config: TrainConfig, resume:
     steps_per_epoch = max(1, len(train_idx) // config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     warmup = config.warmup_epochs * steps_per_epoch
-    weights = sampler_weights(labels[train_idx], config.balance_power)
+    weights = sampler_weights(train_labels[train_idx], config.balance_power)
 
     start_epoch, best_acc, best_epoch, rows = 1, -1.0, 0, []
     ckpt_path = out / "checkpoint.pt"
@@ -217,7 +293,8 @@ def train(cache: Cache, out_dir: str | os.PathLike, config: TrainConfig, resume:
             x, z = x.to(device, non_blocking=True).contiguous(memory_format=memory_format), z.to(device, non_blocking=True)
             guide = guide.to(device, non_blocking=True) if guide is not None else None
             f = torch.from_numpy(found).to(device)
-            y = torch.from_numpy(labels[b]).to(device)
+            y_hard = torch.from_numpy(train_labels[b]).to(device)
+            y = torch.from_numpy(soft[b]).to(device) if soft is not None else y_hard
             for g in opt.param_groups:
                 g["lr"] = lr_at((epoch - 1) * steps_per_epoch + step, total_steps, warmup, config.lr)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
@@ -226,7 +303,7 @@ def train(cache: Cache, out_dir: str | os.PathLike, config: TrainConfig, resume:
             loss.backward()
             opt.step()
             tot_loss += float(loss.detach()) * len(b)
-            tot_correct += int((logits.argmax(1) == y).sum())
+            tot_correct += int((logits.argmax(1) == y_hard).sum())
             seen += len(b)
             bar.set_postfix(loss=f"{tot_loss / seen:.3f}", acc=f"{tot_correct / seen:.3f}")
         probs = predict_cache(model, cache, val_idx, stats, device, flip=False, bf16=config.bf16)

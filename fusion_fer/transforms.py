@@ -32,6 +32,22 @@ class AugmentConfig:
     erase_p: float = 0.5  # random erasing probability
     erase_area: tuple[float, float] = (0.02, 0.12)  # erased share of the image
     landmark_noise: float = 0.01  # std of Gaussian jitter on normalised landmarks
+    # Robustness to other cameras and files (all off by default; `ROBUST` turns them on).
+    gamma: float = 0.0  # max |log gamma|: grey**gamma with gamma in [e^-g, e^g]
+    lowres_p: float = 0.0  # probability of a low-resolution face: down to `lowres_side` px, then back up
+    lowres_side: tuple[int, int] = (16, 40)
+    blur_p: float = 0.0  # probability of a Gaussian blur
+    blur_sigma: tuple[float, float] = (0.4, 1.2)  # in pixels of the training crop
+    noise_p: float = 0.0  # probability of additive Gaussian noise
+    noise_std: tuple[float, float] = (0.01, 0.05)  # in [0, 1] grey units
+    jpeg_p: float = 0.0  # probability of a JPEG round trip
+    jpeg_quality: tuple[int, int] = (30, 95)
+
+
+# The robustness preset (`train.py --robust`): framing jitter wider than the spread between MTCNN's
+# framing and FER2013's (docs/calibration.md: IQR 1.00-1.19 of the box), low resolution, blur,
+# gamma, noise and JPEG.
+ROBUST = dict(scale=(0.8, 1.25), translate=0.1, gamma=0.35, lowres_p=0.25, blur_p=0.2, noise_p=0.25, jpeg_p=0.4)
 
 
 def _unit_images(images: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
@@ -113,6 +129,71 @@ def warp_points(points: torch.Tensor, theta: torch.Tensor, flipped: torch.Tensor
     return out.float()
 
 
+def _pick(p: float, n: int, generator: torch.Generator) -> torch.Tensor:
+    return torch.nonzero(torch.rand(n, generator=generator) < p).flatten()
+
+
+def _between(lo: float, hi: float, n: int, generator: torch.Generator) -> torch.Tensor:
+    return lo + (hi - lo) * torch.rand(n, generator=generator)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Per-image Gaussian blur of (B, 1, S, S) with standard deviations `sigma` (B,), in pixels."""
+    r = int(math.ceil(3 * float(sigma.max())))
+    t = torch.arange(-r, r + 1, dtype=x.dtype)
+    k = torch.exp(-0.5 * (t[None, :] / sigma[:, None]) ** 2)
+    k = k / k.sum(1, keepdim=True)  # (B, 2r+1)
+    b = x.shape[0]
+    y = F.pad(x, (r, r, r, r), mode="replicate").reshape(1, b, x.shape[2] + 2 * r, x.shape[3] + 2 * r)
+    y = F.conv2d(y, k[:, None, None, :], groups=b)
+    y = F.conv2d(y, k[:, None, :, None], groups=b)
+    return y.reshape_as(x)
+
+
+def jpeg_round_trip(x: torch.Tensor, qualities: torch.Tensor) -> torch.Tensor:
+    """(B, 1, S, S) images in [0, 1] through grey JPEG at the given qualities (Pillow)."""
+    import io
+
+    from PIL import Image
+
+    out = x.clone()
+    for i, q in enumerate(qualities.tolist()):
+        im = Image.fromarray((x[i, 0] * 255).round().clamp(0, 255).to(torch.uint8).numpy(), "L")
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", quality=int(q))
+        buf.seek(0)
+        out[i, 0] = torch.from_numpy(np.asarray(Image.open(buf).convert("L"), dtype=np.float32) / 255.0)
+    return out
+
+
+def degrade(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
+    """The robustness part of the preset on (B, 1, S, S) images in [0, 1]: gamma, low resolution,
+    blur, noise, JPEG (each with its own probability, in the order a camera and a file apply them)."""
+    b, size = x.shape[0], x.shape[-1]
+    if cfg.gamma > 0:
+        g = torch.exp(_between(-cfg.gamma, cfg.gamma, b, generator))
+        x = x.clamp_min(1e-4) ** g[:, None, None, None]
+    idx = _pick(cfg.lowres_p, b, generator)
+    if len(idx):
+        sides = torch.randint(cfg.lowres_side[0], cfg.lowres_side[1] + 1, (len(idx),), generator=generator)
+        for i, s in zip(idx.tolist(), sides.tolist()):
+            if s < size:
+                small = F.interpolate(x[i:i + 1], size=(s, s), mode="bilinear", align_corners=False, antialias=True)
+                x[i:i + 1] = F.interpolate(small, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
+    idx = _pick(cfg.blur_p, b, generator)
+    if len(idx):
+        x[idx] = gaussian_blur(x[idx], _between(*cfg.blur_sigma, len(idx), generator))
+    idx = _pick(cfg.noise_p, b, generator)
+    if len(idx):
+        std = _between(*cfg.noise_std, len(idx), generator)[:, None, None, None]
+        x[idx] = (x[idx] + std * torch.randn(x[idx].shape, generator=generator)).clamp(0, 1)
+    idx = _pick(cfg.jpeg_p, b, generator)
+    if len(idx):
+        q = torch.randint(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1, (len(idx),), generator=generator)
+        x[idx] = jpeg_round_trip(x[idx], q)
+    return x
+
+
 def augment_batch(images: np.ndarray, points: np.ndarray, found: np.ndarray, stats: LandmarkStats,
                   size: int, cfg: AugmentConfig, generator: torch.Generator,
                   guide_points: tuple[int, ...] = ()) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -140,6 +221,7 @@ def augment_batch(images: np.ndarray, points: np.ndarray, found: np.ndarray, sta
     contrast = 1 + (2 * r(b, 1, 1, 1) - 1) * cfg.contrast
     bright = (2 * r(b, 1, 1, 1) - 1) * cfg.brightness
     x = ((x - mean) * contrast + mean + bright).clamp(0, 1)
+    x = degrade(x, cfg, generator)
     x = (x - IMAGE_MEAN) / IMAGE_STD
     erase = r(b) < cfg.erase_p
     if erase.any():

@@ -12,6 +12,7 @@ from .predict import FaceResult
 COLORS = {
     "angry": (230, 57, 70), "disgust": (106, 153, 78), "fear": (155, 93, 229), "happy": (255, 183, 3),
     "sad": (33, 118, 174), "surprise": (247, 127, 0), "neutral": (160, 160, 160),
+    "contempt": (140, 86, 75),
 }
 
 

@@ -140,3 +140,22 @@ def test_photo_folder_without_splits_is_split_by_class_and_needs_detection(tmp_p
         assert (s == 0).sum() == 8 and (s == 1).sum() == 1 and (s == 2).sum() == 1
     again = open_dataset(tmp_path)
     assert np.array_equal(again.splits, ds.splits)  # seeded: the same split every time
+
+
+def test_ferplus8_keeps_contempt_and_drops_unknown_and_not_a_face():
+    from fusion_fer.data import FERPLUS_CLASSES, ferplus8
+
+    # columns: neutral happiness surprise sadness anger disgust fear contempt unknown NF
+    votes = np.array([
+        [0, 0, 0, 0, 1, 0, 0, 8, 1, 0],   # contempt majority: class 7; the single anger vote is an outlier
+        [5, 4, 1, 0, 0, 0, 0, 0, 0, 0],   # neutral 5 of 9 (the single surprise vote dropped): majority, soft 5/9 vs 4/9
+        [3, 3, 0, 0, 0, 0, 0, 0, 4, 0],   # top column is "unknown": not used at all
+        [0, 0, 0, 0, 0, 0, 0, 0, 0, 10],  # not a face
+        [4, 0, 0, 0, 0, 0, 3, 3, 0, 0],   # top emotion but no majority: trains on its distribution, no majority label
+    ], float)
+    major, soft, usable = ferplus8(votes)
+    assert FERPLUS_CLASSES[major[0]] == "contempt" and soft[0, 7] == 1.0
+    assert FERPLUS_CLASSES[major[1]] == "neutral" and np.allclose(soft[1, [6, 3]], [5 / 9, 4 / 9])
+    assert usable.tolist() == [True, True, False, False, True]
+    assert major[2] == major[3] == major[4] == -1
+    assert np.allclose(soft[4, [6, 2, 7]], [0.4, 0.3, 0.3]) and not soft[2:4].any()

@@ -51,10 +51,6 @@ def test_a_face_and_its_mirror_get_the_same_probabilities(hopper_crop):
     guided fusion reads features at the mesh points, so point jitter moves them a little):
     0.04 at most on Grace Hopper with flip averaging, 0.25 without.
     """
-    from fusion_fer.artifacts import DEFAULT_DIR
-
-    if not (DEFAULT_DIR / "model.safetensors").exists():
-        pytest.skip("no shipped model in artifacts/")
     flipped = np.ascontiguousarray(hopper_crop[:, ::-1])
     diffs = {}
     for flip in (True, False):
@@ -123,11 +119,8 @@ def test_fast_stream_detection_keeps_the_prediction(hopper_rgb):
     """
     import cv2
 
-    from fusion_fer.artifacts import DEFAULT_DIR
     from fusion_fer.stream import StreamState
 
-    if not (DEFAULT_DIR / "model.safetensors").exists():
-        pytest.skip("no shipped model in artifacts/")
     p = load_predictor()
     fast_kw = StreamState().predict_kwargs()
     slow_state, fast_state = StreamState(), StreamState()
@@ -140,3 +133,37 @@ def test_fast_stream_detection_keeps_the_prediction(hopper_rgb):
         assert len(full) == len(fast) == 1
         assert full[0].label == fast[0].label
         assert slow_state.update(full, p.classes)[0].label == fast_state.update(fast, p.classes)[0].label
+
+
+def test_shipped_models_load_by_name_and_the_default_comes_first(tmp_path):
+    from fusion_fer import FERPLUS_CLASSES, model_names
+    from fusion_fer.artifacts import DEFAULT_DIR, collection
+
+    names = model_names()
+    default = collection()["default"]
+    assert names[0] == default and set(names) == set(collection()["models"])
+    for name in names:
+        p = load_predictor(name)
+        assert p.name == name and p.classes in (CLASSES, FERPLUS_CLASSES)
+        assert len(p.model.config.guide_points) > 0 and p.model.config.num_classes == len(p.classes)
+    assert load_predictor().name == default == load_predictor(DEFAULT_DIR).name  # a collection folder means its default
+    with pytest.raises(ArtifactError, match="unknown model 'happyface'.*" + names[0]):
+        load_predictor("happyface")
+
+
+def test_a_collection_folder_of_ones_own_loads_its_default(model_dir, tmp_path):
+    import json
+    import shutil
+
+    shutil.copytree(model_dir, tmp_path / "mine")
+    (tmp_path / "models.json").write_text(json.dumps({"default": "mine", "models": {"mine": {}}}))
+    p = load_predictor(tmp_path)
+    assert p.name == "mine" and p.classes == CLASSES
+    (tmp_path / "models.json").write_text(json.dumps({"default": "gone", "models": {"mine": {}}}))
+    with pytest.raises(ArtifactError, match="no valid default"):
+        load_predictor(tmp_path)
+
+
+def test_a_second_model_shares_the_detector_and_mesh(model_dir, predictor):
+    other = load_predictor(model_dir, share=predictor)
+    assert other.detector is predictor.detector and other.mesh is predictor.mesh

@@ -95,3 +95,17 @@ def test_small_fast_faces_and_sparse_frames_stay_one_track():
     assert box_similarity((0, 0, 40, 40), (30, 0, 70, 40)) > 0.3 > box_iou((0, 0, 40, 40), (30, 0, 70, 40))
     assert box_similarity((0, 0, 40, 40), (200, 0, 240, 40)) == 0.0
     assert box_similarity((0, 0, 40, 40), (10, 0, 170, 160)) < 0.3  # near, but four times the size: another face
+
+
+def test_switching_to_a_model_with_other_classes_starts_the_smoothing_afresh():
+    from fusion_fer.data import FERPLUS_CLASSES
+
+    state = StreamState(alpha=0.3)
+    for _ in range(5):
+        state.update([_face((100, 100, 200, 220), "happy", 0.9)], CLASSES)
+    probs8 = {c: 0.02 for c in FERPLUS_CLASSES}
+    probs8["contempt"] = 0.86
+    out = state.update([FaceResult(box=(100, 100, 200, 220), label="contempt", probs=probs8)], FERPLUS_CLASSES)[0]
+    # no mixing with the old model's "happy" history, and every one of the 8 classes is there
+    assert out.label == "contempt" and abs(out.probs["contempt"] - 0.86) < 1e-9 and set(out.probs) == set(FERPLUS_CLASSES)
+    assert len(state.tracks) == 1

@@ -116,6 +116,36 @@ def test_ferplus_labels_train(tiny_cache, tmp_path):
     assert out["train_faces"] == 16
 
 
+def test_ferplus8_fine_tunes_from_a_7_class_run_and_exports_8_classes(tiny_cache, tmp_path):
+    """Soft FER+ targets over 8 classes, started from a 7-class run: the old classes keep their head
+    rows, contempt gets a fresh one, and the exported folder predicts all 8 through the Predictor."""
+    from fusion_fer import evaluate
+    from fusion_fer.data import FERPLUS_CLASSES
+    from fusion_fer.model import FusionNet
+    from fusion_fer.predict import load_predictor
+    from fusion_fer.training import init_weights, load_init
+
+    cache = load_cache(tiny_cache)
+    train(cache, tmp_path / "seven", TrainConfig(epochs=1, batch_size=4, bf16=False, model=SMALL), progress=False)
+    state, cfg7, _ = init_weights(tmp_path / "seven")
+    eight = FusionNet(FusionConfig.from_dict({**cfg7.to_dict(), "num_classes": 8}))
+    grown, fresh = load_init(eight, state)
+    assert "classifier.1.weight" in grown and fresh == []
+    w = eight.state_dict()["classifier.1.weight"]
+    assert torch.equal(w[:7], state["classifier.1.weight"]) and w.shape == (8, SMALL.head_hidden)
+
+    out = train(cache, tmp_path / "fp8", TrainConfig(epochs=1, batch_size=4, labels="ferplus8", bf16=False, lr=1e-3,
+                                                      init=str(tmp_path / "seven"), model=SMALL), progress=False)
+    assert out["train_faces"] == 16
+    args = json.loads((tmp_path / "fp8" / "args.json").read_text())
+    assert args["model"]["num_classes"] == 8 and args["init"] == str(tmp_path / "seven")
+    assert evaluate.main(["--run", str(tmp_path / "fp8"), "--data", str(tiny_cache), "--export", str(tmp_path / "model")]) == 0
+    p = load_predictor(tmp_path / "model")
+    assert p.classes == FERPLUS_CLASSES
+    probs = p.predict(cache.images[0], detect=False)[0].probs
+    assert set(probs) == set(FERPLUS_CLASSES) and abs(sum(probs.values()) - 1) < 1e-5
+
+
 def test_retrain_on_own_photo_folder_end_to_end(tmp_path, hopper_rgb, astronaut_rgb):
     """train.py on root/<class>/*.jpg photos -> MTCNN crops -> model -> exported folder -> Predictor."""
     import train as train_cli

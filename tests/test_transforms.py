@@ -98,3 +98,23 @@ def test_guide_points_follow_the_pixels_through_augmentation(mesh, hopper_crop):
     stale = mean_abs(read(x, g0) - torch.where(f, want_m, want))  # points left where they were
     print(f"guide-point read error {err:.3f} (standardised grey); unswapped {unswapped:.3f}, unmoved {stale:.3f}")
     assert err < 0.12 and unswapped > 2 * err and stale > 3 * err
+
+
+def test_robustness_preset_degrades_images_and_is_off_by_default():
+    """JPEG loses detail, blur removes edges, low resolution too; the default preset leaves images alone."""
+    import torch
+
+    from fusion_fer.transforms import ROBUST, AugmentConfig, degrade, gaussian_blur, jpeg_round_trip
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(8, 1, 48, 48)  # noise: all high frequencies
+    assert torch.equal(degrade(x.clone(), AugmentConfig(), g), x)
+    edges = lambda t: (t[..., 1:] - t[..., :-1]).abs().mean()  # noqa: E731
+    blurred = gaussian_blur(x, torch.full((8,), 1.0))
+    assert edges(blurred) < 0.5 * edges(x) and abs(float(blurred.mean() - x.mean())) < 0.01
+    j = jpeg_round_trip(x, torch.full((8,), 30))
+    assert 0.02 < float((j - x).abs().mean()) < 0.3 and abs(float(j.mean() - x.mean())) < 0.02
+    low = degrade(x.clone(), AugmentConfig(lowres_p=1.0, lowres_side=(16, 16)), g)
+    assert edges(low) < 0.6 * edges(x)
+    y = degrade(x.clone(), AugmentConfig(**ROBUST), g)
+    assert y.shape == x.shape and 0 <= float(y.min()) and float(y.max()) <= 1 and not torch.equal(y, x)
