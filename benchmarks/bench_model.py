@@ -23,7 +23,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=300)
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--model", default=None, help="a model folder (default: the shipped artifacts/)")
+    src.add_argument("--model", default=None, help="a shipped model by name or a model folder (default: the default model)")
     src.add_argument("--fusion", choices=FUSIONS, default=None, help="time an untrained model of this design instead")
     args = p.parse_args()
     model = FusionNet(FusionConfig(fusion=args.fusion)).eval() if args.fusion else load_artifacts(args.model)[0]

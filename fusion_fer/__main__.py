@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print JSON instead of one line per face")
     p.add_argument("--out", default=None, help="save the annotated image here (several photos: NAME_<n>.EXT)")
     p.add_argument("--landmarks", action="store_true", help="draw (and, with --json, print) the landmarks")
-    p.add_argument("--model", default=None, help="model folder (default: the shipped artifacts/)")
+    p.add_argument("--model", default=None, help="a shipped model by name (ferplus, fer2013) or a model folder (default: the default model)")
     p.add_argument("--csv", default=None, help="write one row per face (and per photo without one) here, streaming")
     p.add_argument("--workers", type=int, default=1, help="with --csv: worker processes (one core each), or Ray actors")
     p.add_argument("--resume", action="store_true", help="with --csv: append to it, skipping photos already in it")
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--min-face", type=float, default=None,
                    help="smallest face as a share of the shorter side (default 0.12; smaller finds smaller faces, slower)")
     v.add_argument("--landmarks", action="store_true", help="draw the landmarks")
-    v.add_argument("--model", default=None, help="model folder (default: the shipped artifacts/)")
+    v.add_argument("--model", default=None, help="a shipped model by name (ferplus, fer2013) or a model folder (default: the default model)")
     v.add_argument("--no-progress", action="store_true", help="no progress bar")
     v.set_defaults(func=_video)
     d = sub.add_parser("detect", help="find faces and their landmarks in photos")

@@ -123,7 +123,29 @@ def summarize(probs: np.ndarray, labels: np.ndarray, classes: tuple[str, ...] | 
     }
 
 
-def split_probs(model, stats, cache, labels_kind: str = "fer2013", device: str = "cpu") -> dict[str, np.ndarray]:
+ZOOM_CANDIDATES = ((1.0,), (1.0, 1.1), (0.9, 1.0), (0.9, 1.0, 1.1))
+ZOOM_MIN_GAIN = 0.003  # a framing set is kept only if it beats flip-only by this much on PublicTest
+
+
+def select_zooms(model, stats, cache, labels_kind: str = "fer2013", device: str = "cpu",
+                 candidates: tuple[tuple[float, ...], ...] = ZOOM_CANDIDATES) -> dict:
+    """Test-time framings, chosen on PublicTest: raw flip-averaged accuracy of each candidate set of zooms;
+    the best one is kept if it beats flip-only (1.0,) by at least `ZOOM_MIN_GAIN`."""
+    labels = cache_labels(cache, labels_kind)
+    pub = np.flatnonzero((cache.splits == SPLITS.index("PublicTest")) & (labels >= 0))
+    dev = torch.device(device)
+    acc = {}
+    for zooms in candidates:
+        probs = predict_cache(model, cache, pub, stats, dev, flip=True, zooms=zooms)
+        acc[zooms] = float((probs.argmax(1) == labels[pub]).mean())
+    best = max(acc, key=acc.get)
+    chosen = best if acc[best] - acc[(1.0,)] >= ZOOM_MIN_GAIN else (1.0,)
+    return {"public_test_accuracy": {" ".join(map(str, z)): round(a, 4) for z, a in acc.items()},
+            "chosen": list(chosen), "rule": f"best PublicTest accuracy, kept if >= {ZOOM_MIN_GAIN:.1%} over flip only"}
+
+
+def split_probs(model, stats, cache, labels_kind: str = "fer2013", device: str = "cpu",
+                zooms: tuple[float, ...] = (1.0,)) -> dict[str, np.ndarray]:
     """Raw model probabilities on the labelled test faces: PublicTest and PrivateTest flip-averaged,
     PrivateTest also without flip; with the faces' cache indices and the cache's labels."""
     dev = torch.device(device)
@@ -131,21 +153,22 @@ def split_probs(model, stats, cache, labels_kind: str = "fer2013", device: str =
     pub = np.flatnonzero((cache.splits == SPLITS.index("PublicTest")) & (labels >= 0))
     priv = np.flatnonzero((cache.splits == SPLITS.index("PrivateTest")) & (labels >= 0))
     return {"labels": labels, "public_index": pub, "private_index": priv,
-            "public": predict_cache(model, cache, pub, stats, dev, flip=True),
-            "private": predict_cache(model, cache, priv, stats, dev, flip=True),
-            "private_no_flip": predict_cache(model, cache, priv, stats, dev, flip=False)}
+            "public": predict_cache(model, cache, pub, stats, dev, flip=True, zooms=zooms),
+            "private": predict_cache(model, cache, priv, stats, dev, flip=True, zooms=zooms),
+            "private_no_flip": predict_cache(model, cache, priv, stats, dev, flip=False, zooms=zooms)}
 
 
 def evaluate(model, stats, cache, labels_kind: str = "fer2013", device: str = "cpu",
-             class_bias: list[float] | None = None) -> dict:
+             class_bias: list[float] | None = None, zooms: tuple[float, ...] = (1.0,)) -> dict:
     """Every figure of metrics.json for one model on one cache.
 
     `class_bias` None fits the per-class offsets on PublicTest; a list reuses a model's own.
+    `zooms`: the test-time framings averaged (each with its mirror).
     """
-    sp = split_probs(model, stats, cache, labels_kind, device)
+    sp = split_probs(model, stats, cache, labels_kind, device, zooms)
     pub, priv, labels = sp["public_index"], sp["private_index"], sp["labels"]
     pub_raw, priv_raw, priv_plain_raw = sp["public"], sp["private"], sp["private_no_flip"]
-    out: dict = {"labels": labels_kind, "split": "PrivateTest"}
+    out: dict = {"labels": labels_kind, "split": "PrivateTest", "zooms": list(zooms)}
     y = labels[priv]
     out["faces"] = int(len(priv))
     out["before_class_bias"] = {"with_flip": summarize(priv_raw, y), "without_flip": summarize(priv_plain_raw, y)}
@@ -209,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--labels", choices=["fer2013", "ferplus", "ferplus8"], default=None, help="default: what the model was trained on")
     p.add_argument("--export", default=None, help="with --run: write the model, metrics and plots to this folder")
     p.add_argument("--json", default=None, help="also write the metrics to this file")
+    p.add_argument("--zooms", default=None, help="test-time framings to average, e.g. '1.0 1.1', or 'auto': chosen on "
+                   "PublicTest (select_zooms); default: the model's own (a model folder) or flip only (a run)")
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     if args.suite:
@@ -227,7 +252,18 @@ def main(argv: list[str] | None = None) -> int:
         model, stats, cfg = load_artifacts(args.model, args.device)
         labels_kind = args.labels or cfg.get("training", {}).get("labels", "fer2013")
     saved_bias = cfg.get("class_bias") if args.model else None
-    metrics = evaluate(model, stats, cache, labels_kind, args.device, class_bias=saved_bias)
+    zoom_choice = None
+    if args.zooms == "auto":
+        zoom_choice = select_zooms(model, stats, cache, labels_kind, args.device)
+        zooms = tuple(zoom_choice["chosen"])
+        print(f"test-time framings, PublicTest accuracy: {zoom_choice['public_test_accuracy']} -> {zooms}")
+    elif args.zooms:
+        zooms = tuple(float(z) for z in args.zooms.split())
+    else:
+        zooms = tuple(cfg.get("zooms", [1.0])) if args.model else (1.0,)
+    metrics = evaluate(model, stats, cache, labels_kind, args.device, class_bias=saved_bias, zooms=zooms)
+    if zoom_choice:
+        metrics["zoom_selection"] = zoom_choice
     metrics["model"] = {"mode": model.config.mode, "parameters": sum(p.numel() for p in model.parameters())}
     if args.run:
         run = Path(args.run)
@@ -239,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.export)
         extra = {"training": {**json.loads((Path(args.run) / "args.json").read_text()), **metrics.get("training", {})}}
         bias = list(metrics["class_bias"]["values"].values())
-        save_artifacts(out, model, stats, temperature=metrics["calibration"]["temperature"], extra={**extra, "class_bias": bias})
+        save_artifacts(out, model, stats, temperature=metrics["calibration"]["temperature"],
+                       extra={**extra, "class_bias": bias, "zooms": list(zooms)})
         plot_confusion(metrics["with_flip"]["confusion_matrix"], out / "confusion_matrix.png",
                        f"PrivateTest, flip-averaged: accuracy {metrics['with_flip']['accuracy']:.3f}")
         for name, dest in (("curves.png", "training_curves.png"), ("log.csv", "training_log.csv")):

@@ -18,7 +18,7 @@ from .faces import Face, FaceConfig, FaceDetector, as_rgb_array, crop_face, resi
 from .imageio import ImageInput, load_image_scaled
 from .landmarks import FaceMesh, MeshConfig
 from .model import flip_average
-from .transforms import guide_grid, images_to_tensor, landmark_features
+from .transforms import guide_grid, images_to_tensor, landmark_features, zoom_view
 
 
 @dataclass
@@ -82,6 +82,7 @@ class Predictor:
         # Per-class offsets fitted on PublicTest (evaluate.fit_class_bias), applied before the temperature.
         self.class_bias = torch.tensor(self.config.get("class_bias", [0.0] * len(self.classes)), dtype=torch.float32)
         self.flip = flip
+        self.zooms = tuple(self.config.get("zooms", [1.0]))  # test-time framings chosen on PublicTest (evaluate --zooms auto)
         self.face_config = FaceConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in self.config["face"].items()})
         self.crop_size = 48  # the cache's crop size: the mesh runs on what training's mesh saw
         mesh_config = MeshConfig(**self.config["mesh"])
@@ -140,7 +141,7 @@ class Predictor:
         pts = [self.mesh(c, urgent=urgent) for c in crops]
         found = np.array([p is not None for p in pts])
         points = np.stack([p if p is not None else np.zeros((468, 3), np.float32) for p in pts])
-        logp = log_probs(self.model, crops, points, found, self.stats, self.device, flip=self.flip)
+        logp = log_probs(self.model, crops, points, found, self.stats, self.device, flip=self.flip, zooms=self.zooms)
         probs = torch.softmax((logp.cpu() + self.class_bias) / self.temperature, dim=1).numpy()
         results = []
         for i, face in enumerate(faces):
@@ -181,15 +182,22 @@ def _points_to_image(points: np.ndarray, face: Face, size: int, config: FaceConf
 
 @torch.inference_mode()
 def log_probs(model, crops: np.ndarray, points: np.ndarray, found: np.ndarray, stats, device: torch.device,
-              flip: bool = True, bf16: bool = False) -> torch.Tensor:
+              flip: bool = True, bf16: bool = False, zooms: tuple[float, ...] = (1.0,)) -> torch.Tensor:
     """The eval preset and the model, shared by serving and evaluation.
 
     Args:
         crops: (B, S, S) uint8 grey face crops; points: (B, 468, 3) crop-unit landmarks; found: (B,) bool.
+        zooms: framings to average (`transforms.zoom_view`), each with its mirror when `flip`.
 
     Returns:
-        (B, 7) float32 log-probabilities, flip-averaged when `flip`.
+        (B, classes) float32 log-probabilities, averaged over the framings (and flips).
     """
+    if tuple(zooms) != (1.0,):
+        views = [zoom_view(crops, points, z) for z in zooms]
+        n = len(crops)
+        logp = log_probs(model, np.concatenate([v[0] for v in views]), np.concatenate([v[1] for v in views]),
+                         np.concatenate([found] * len(zooms)), stats, device, flip=flip, bf16=bf16)
+        return torch.log(torch.exp(logp).reshape(len(zooms), n, -1).mean(0))
     x = images_to_tensor(crops, model.config.image_size).to(device).contiguous(memory_format=torch.channels_last)
     z, zm = landmark_features(points, found, stats)
     zt, zmt, ft = (torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in (z, zm, found))

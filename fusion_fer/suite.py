@@ -211,6 +211,8 @@ def run_suite(model: str | Path | None, data_root: str | Path, config: SuiteConf
     return out
 
 
+SHORT = {"fer2013_csv": "FER2013\nCSV", "fer2013_jpeg": "FER2013\nJPEG", "detection": "detection\npath",
+         "ferplus": "FER+\nmajority", "ckplus": "CK+48\nhalf B"}
 NAMES = {"fer2013_csv": "FER2013 (CSV pixels)", "fer2013_jpeg": "FER2013 (JPEG release)",
          "detection": "Detection path (4x, grey border)", "ferplus": "FER+ majority", "ckplus": "CK+48"}
 
@@ -251,9 +253,9 @@ def plot(suite: dict, path: str | Path, title: str = "") -> None:
     for j, k in enumerate(keys):
         for i, c in enumerate(classes):
             grid[i, j] = res[k]["recall"].get(c, np.nan)
-    fig, ax = plt.subplots(figsize=(1.6 * len(keys) + 2, 0.45 * len(classes) + 1.8))
-    im = ax.imshow(grid, cmap="RdYlGn", vmin=0, vmax=1)
-    ax.set_xticks(range(len(keys)), [f"{NAMES[k].split(' (')[0]}\n{res[k]['accuracy']:.1%}" for k in keys], fontsize=8)
+    fig, ax = plt.subplots(figsize=(1.1 * len(keys) + 2.6, 0.42 * len(classes) + 1.9))
+    im = ax.imshow(grid, cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(keys)), [f"{SHORT[k]}\n{res[k]['accuracy']:.1%}" for k in keys], fontsize=8)
     ax.set_yticks(range(len(classes)), classes)
     for i in range(len(classes)):
         for j in range(len(keys)):

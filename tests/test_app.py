@@ -13,7 +13,9 @@ from PIL import Image
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 
-from fusion_fer.data import CLASSES  # noqa: E402
+from fusion_fer import model_names  # noqa: E402
+from fusion_fer.artifacts import load_config  # noqa: E402
+from fusion_fer.data import FERPLUS_CLASSES  # noqa: E402
 from fusion_fer.samples import grace_hopper  # noqa: E402
 
 from .conftest import ROOT  # noqa: E402
@@ -33,10 +35,25 @@ def test_predicts_a_real_face(client):
     assert Path(image).exists()
     assert len(faces) == 1
     f = faces[0]
-    assert set(f["probs"]) == set(CLASSES) and abs(sum(f["probs"].values()) - 1) < 0.01
+    assert set(f["probs"]) == set(load_config()["classes"]) and abs(sum(f["probs"].values()) - 1) < 0.01  # the default model
     assert label["label"] == f["label"]
     x1, y1, x2, y2 = f["box"]
     assert 120 < x2 - x1 < 260
+
+
+def test_each_shipped_model_answers_by_name_and_the_default_without_one(client):
+    """The Upload tab's model picker is /predict's third argument; old two-argument calls get the default model."""
+    default = _predict(client, grace_hopper())[2][0]
+    seen = {}
+    for name in model_names():
+        faces = client.predict(handle_file(str(grace_hopper())), False, name, api_name="/predict")[2]
+        assert set(faces[0]["probs"]) == set(load_config(name)["classes"])
+        seen[name] = faces[0]["probs"]
+    assert seen[model_names()[0]] == default["probs"]  # model_names() lists the default first
+    if "ferplus" in seen:
+        assert "contempt" in seen["ferplus"]
+    with pytest.raises(Exception, match="not in the list of choices"):  # Gradio checks the menu itself
+        client.predict(handle_file(str(grace_hopper())), False, "no_such_model", api_name="/predict")
 
 
 def _variants(tmp_path: Path, rgb: np.ndarray) -> dict[str, Path]:
@@ -135,7 +152,7 @@ def test_video_endpoint_returns_video_timeline_summary_and_csv(client, tmp_path)
     assert Path(video).suffix == ".mp4" and Path(video).stat().st_size > 10_000
     assert Path(plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert summary["headers"][:5] == ["track", "from_s", "to_s", "frames", "main"]
-    assert [r[0] for r in summary["data"]] == [1, 2] and all(r[4] in CLASSES for r in summary["data"])
+    assert [r[0] for r in summary["data"]] == [1, 2] and all(r[4] in FERPLUS_CLASSES for r in summary["data"])
     with open(table, newline="") as f:
         rows = list(csv.DictReader(f))
     assert sorted({int(r["frame"]) for r in rows}) == list(range(0, 30, 2))  # every 2nd frame, as asked

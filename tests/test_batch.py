@@ -11,9 +11,11 @@ import pytest
 from PIL import Image
 
 from fusion_fer.__main__ import main
+from fusion_fer.artifacts import load_config
 from fusion_fer.batch import BatchError, FaceRows, header, iter_photos, run
-from fusion_fer.data import CLASSES
 from fusion_fer.samples import astronaut, grace_hopper
+
+CLASSES = tuple(load_config()["classes"])  # the default model's classes
 
 REQUIRE_RAY = bool(os.environ.get("FUSION_FER_REQUIRE_RAY"))
 

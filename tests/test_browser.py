@@ -15,8 +15,10 @@ import cv2
 import numpy as np
 import pytest
 
-from fusion_fer.data import CLASSES
+from fusion_fer.artifacts import load_config
 from fusion_fer.samples import grace_hopper, write_y4m
+
+CLASSES = tuple(load_config()["classes"])  # the default model's classes
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None and os.environ.get("FUSION_FER_REQUIRE_BROWSER"):

@@ -146,6 +146,30 @@ def test_ferplus8_fine_tunes_from_a_7_class_run_and_exports_8_classes(tiny_cache
     assert set(probs) == set(FERPLUS_CLASSES) and abs(sum(probs.values()) - 1) < 1e-5
 
 
+def test_test_time_framings_are_chosen_on_publictest_and_travel_with_the_model(tiny_cache, tmp_path):
+    from fusion_fer import evaluate
+    from fusion_fer.predict import load_predictor
+    from fusion_fer.training import load_run_model
+
+    cache = load_cache(tiny_cache)
+    train(cache, tmp_path / "run", TrainConfig(epochs=1, batch_size=4, bf16=False, model=SMALL), progress=False)
+    model, stats, _ = load_run_model(tmp_path / "run")
+    choice = evaluate.select_zooms(model, stats, cache)
+    acc = choice["public_test_accuracy"]
+    assert set(acc) == {"1.0", "1.0 1.1", "0.9 1.0", "0.9 1.0 1.1"}
+    best = max(acc, key=acc.get)
+    assert choice["chosen"] == ([float(z) for z in best.split()] if acc[best] - acc["1.0"] >= evaluate.ZOOM_MIN_GAIN else [1.0])
+    # a fixed set is stored in the exported config.json and the Predictor averages those framings
+    assert evaluate.main(["--run", str(tmp_path / "run"), "--data", str(tiny_cache), "--zooms", "0.9 1.0",
+                          "--export", str(tmp_path / "model")]) == 0
+    p = load_predictor(tmp_path / "model")
+    assert p.zooms == (0.9, 1.0)
+    two = p.predict(cache.images[0], detect=False)[0].probs
+    p.zooms = (1.0,)
+    one = p.predict(cache.images[0], detect=False)[0].probs
+    assert max(abs(two[c] - one[c]) for c in one) > 1e-4  # the extra framing changes the answer
+
+
 def test_retrain_on_own_photo_folder_end_to_end(tmp_path, hopper_rgb, astronaut_rgb):
     """train.py on root/<class>/*.jpg photos -> MTCNN crops -> model -> exported folder -> Predictor."""
     import train as train_cli

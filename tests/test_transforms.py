@@ -118,3 +118,21 @@ def test_robustness_preset_degrades_images_and_is_off_by_default():
     assert edges(low) < 0.6 * edges(x)
     y = degrade(x.clone(), AugmentConfig(**ROBUST), g)
     assert y.shape == x.shape and 0 <= float(y.min()) and float(y.max()) <= 1 and not torch.equal(y, x)
+
+
+def test_zoom_view_moves_the_landmarks_with_the_pixels():
+    """A test-time framing: a bright dot drawn at a landmark is still under that landmark after the zoom."""
+    from fusion_fer.transforms import zoom_view
+
+    crops = np.full((1, 48, 48), 40, np.uint8)
+    crops[0, 14:17, 14:17] = 255  # a dot centred on pixel (15, 15): crop units (15.5 / 48)
+    points = np.zeros((1, 468, 3), np.float32)
+    points[0, :, :2] = 0.5
+    points[0, 7, :2] = 15.5 / 48
+    for zoom in (1.0, 1.1, 0.9):
+        c, p = zoom_view(crops, points, zoom)
+        assert c.shape == crops.shape and c.dtype == np.uint8
+        x, y = p[0, 7, :2] * 48 - 0.5
+        assert abs(x - (15 - (24 - 15.5) * (zoom - 1))) < 1e-3  # moved away from the centre by the zoom
+        assert c[0, int(round(y)), int(round(x))] > 150  # the dot is where the landmark went
+        assert np.allclose(p[0, 0, :2], 0.5)  # the centre stays
