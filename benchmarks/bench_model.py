@@ -26,12 +26,16 @@ def main() -> int:
     src.add_argument("--model", default=None, help="a shipped model by name or a model folder (default: the default model)")
     src.add_argument("--fusion", choices=FUSIONS, default=None, help="time an untrained model of this design instead")
     args = p.parse_args()
-    model = FusionNet(FusionConfig(fusion=args.fusion)).eval() if args.fusion else load_artifacts(args.model)[0]
+    if args.fusion:
+        model, zooms = FusionNet(FusionConfig(fusion=args.fusion)).eval(), [1.0]
+    else:
+        model, _, config = load_artifacts(args.model)
+        zooms = config.get("zooms", [1.0])  # test-time framings: each adds a face + flip pair to the batch
     model = model.to(memory_format=torch.channels_last)
-    size = model.config.image_size
-    x = torch.randn(2, 1, size, size).contiguous(memory_format=torch.channels_last)
-    z, f = torch.randn(2, 1404), torch.ones(2, dtype=torch.bool)
-    g = torch.rand(2, len(model.config.guide_points), 2) * 1.6 - 0.8 if model.config.uses_points else None
+    size, b = model.config.image_size, 2 * len(zooms)
+    x = torch.randn(b, 1, size, size).contiguous(memory_format=torch.channels_last)
+    z, f = torch.randn(b, 1404), torch.ones(b, dtype=torch.bool)
+    g = torch.rand(b, len(model.config.guide_points), 2) * 1.6 - 0.8 if model.config.uses_points else None
     ms = []
     with torch.inference_mode():
         for i in range(args.repeats + 20):
@@ -40,7 +44,8 @@ def main() -> int:
             if i >= 20:
                 ms.append((time.perf_counter() - t0) * 1e3)
     n = sum(p.numel() for p in model.parameters())
-    print(f"FusionNet {model.config.mode}/{model.config.fusion} ({n:,} parameters), batch 2 (face + flip), {torch.get_num_threads()} threads: "
+    print(f"FusionNet {model.config.mode}/{model.config.fusion} ({n:,} parameters, {model.config.num_classes} classes), "
+          f"batch {b} (face + flip x {len(zooms)} framing(s)), {torch.get_num_threads()} threads: "
           f"median {np.median(ms):.2f} ms, p95 {np.percentile(ms, 95):.2f} ms over {len(ms)} runs")
     return 0
 

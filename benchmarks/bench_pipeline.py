@@ -89,7 +89,8 @@ def stages(predictor, rgb: np.ndarray, repeats: int, encoded: bytes) -> dict:
         if crops:
             found = np.array([p is not None for p in pts])
             points = np.stack([p if p is not None else np.zeros((468, 3), np.float32) for p in pts])
-            log_probs(predictor.model, np.stack(crops), points, found, predictor.stats, predictor.device)
+            log_probs(predictor.model, np.stack(crops), points, found, predictor.stats, predictor.device,
+                      flip=predictor.flip, zooms=predictor.zooms)
         s4 = time.perf_counter()
         results = predictor.predict(img)
         s5 = time.perf_counter()
@@ -163,11 +164,13 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=30)
     p.add_argument("--json", default=None)
     p.add_argument("--skip-app", action="store_true", help="skip (e), which starts the Gradio app")
+    p.add_argument("--model", default=None, help="a shipped model by name or a model folder for (a)-(c) (default: the default model)")
     args = p.parse_args()
     out = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
                       f"{torch.get_num_threads()} threads"}
     out["d_cold_start"] = cold_start()
-    predictor = load_predictor()
+    predictor = load_predictor(args.model)
+    out["model"] = f"{predictor.name}: {len(predictor.classes)} classes, framings {list(predictor.zooms)} x flip"
     out["a_webcam_640x480_stream"] = stream_case(predictor, args.repeats)
     img = photo_720p()
     out["b_photo_1280x720"] = stages(predictor, img, args.repeats, _jpeg(img))
