@@ -102,7 +102,9 @@ def test_upload_through_the_page_shows_the_label(page, shots, app_url):
     shown = [line.strip() for line in text.splitlines() if line.strip() in CLASSES][0]  # the headline class
     assert shown == expected, text
     page.get_by_role("tab", name="About").click()
-    page.get_by_text("Results on FER2013 PrivateTest").wait_for(timeout=10_000)
+    page.get_by_text("How the default model was chosen").wait_for(timeout=10_000)
+    about = page.locator("body").inner_text()
+    assert all(f"{name}: cross-dataset report" in about for name in ("ferplus", "fer2013")), about[:2000]  # a card each
     page.screenshot(path=str(shots / "about.png"), full_page=True)
 
 
