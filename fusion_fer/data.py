@@ -29,9 +29,8 @@ SPLIT_ALIASES = {
     "train": 0, "training": 0, "val": 1, "valid": 1, "validation": 1, "publictest": 1,
     "test": 2, "privatetest": 2,
 }
-# FER+ columns, in file order, and where each goes in CLASSES (None: not one of our classes).
+# FER+ columns, in file order, and where each goes in FERPLUS_CLASSES (None: unknown, not a face).
 FERPLUS_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF")
-FERPLUS_TO_CLASS = (6, 3, 5, 4, 0, 1, 2, None, None, None)
 # The FER+ model's classes: ours, in our order, plus contempt (labels stay the strings used everywhere).
 FERPLUS_CLASSES = CLASSES + ("contempt",)
 FERPLUS_TO_CLASS8 = (6, 3, 5, 4, 0, 1, 2, 7, None, None)
@@ -159,26 +158,34 @@ class FerPlusLabels:
 
 
 def ferplus_majority(votes: np.ndarray) -> tuple[int, np.ndarray]:
-    """FER+ majority vote for one row of 10 vote counts, as in Barsoum et al.'s reference code.
-
-    Single votes are dropped as outliers; the top class must then hold more than half of
-    the remaining votes.
+    """FER+ majority vote for one row of 10 vote counts, as in Barsoum et al.'s reference code
+    (the one-row form of `ferplus7`).
 
     Returns:
         (class index in CLASSES or -1, (7,) soft label over CLASSES).
     """
+    labels, soft = ferplus7(np.asarray(votes)[None])
+    return int(labels[0]), soft[0]
+
+
+def ferplus7(votes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """FER+ labels for 7-class models from raw votes (N, 10): `ferplus8`'s majority, where a contempt
+    majority (no FER2013 class) gives -1, and the vote distribution over our 7 classes (single votes
+    dropped; contempt, unknown and not-a-face left out; zeros for rows with no votes on our classes).
+
+    Returns:
+        (labels (N,) in 0..6 or -1, soft (N, 7) float32)
+    """
+    major8 = ferplus8(votes)[0]
+    labels = np.where(major8 == FERPLUS_CLASSES.index("contempt"), -1, major8)
     v = np.where(votes > 1, votes, 0).astype(np.float64)
-    soft = np.zeros(len(CLASSES), dtype=np.float32)
-    for col, cls in enumerate(FERPLUS_TO_CLASS):
-        if cls is not None:
-            soft[cls] += v[col]
-    if soft.sum() > 0:
-        soft /= soft.sum()
-    total = v.sum()
-    top = int(np.argmax(v))
-    if total == 0 or v[top] <= 0.5 * total or FERPLUS_TO_CLASS[top] is None:
-        return -1, soft
-    return FERPLUS_TO_CLASS[top], soft
+    soft = np.zeros((len(v), len(CLASSES)))
+    for col, cls in enumerate(FERPLUS_TO_CLASS8):
+        if cls is not None and cls < len(CLASSES):
+            soft[:, cls] += v[:, col]
+    total = soft.sum(1, keepdims=True)
+    soft = np.divide(soft, total, out=np.zeros_like(soft), where=total > 0)
+    return labels, soft.astype(np.float32)
 
 
 def ferplus8(votes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -222,7 +229,7 @@ def read_ferplus(path: str | os.PathLike, expected_rows: int | None = None,
     if not path.is_file():
         raise DatasetError(f"{path}: no such file")
     split_of = {s.lower(): i for i, s in enumerate(SPLITS)}
-    labels, softs, splits, all_votes = [], [], [], []
+    splits, all_votes = [], []
     with _open_text(path) as f:
         reader = csv.reader(f)
         header = [h.strip() for h in next(reader, [])]
@@ -239,17 +246,15 @@ def read_ferplus(path: str | os.PathLike, expected_rows: int | None = None,
                 raise DatasetError(f"{path}, line {line}: malformed row ({err})") from None
             if usage.lower() not in split_of:
                 raise DatasetError(f"{path}, line {line}: Usage '{usage}' is not one of {SPLITS}")
-            label, soft = ferplus_majority(votes)
-            labels.append(label)
-            softs.append(soft)
             splits.append(split_of[usage.lower()])
             all_votes.append(votes)
-    if expected_rows is not None and len(labels) != expected_rows:
+    if expected_rows is not None and len(all_votes) != expected_rows:
         raise DatasetError(
-            f"{path}: {len(labels)} rows, but the FER2013 CSV has {expected_rows}; FER+ labels align by row, so both must be complete"
+            f"{path}: {len(all_votes)} rows, but the FER2013 CSV has {expected_rows}; FER+ labels align by row, so both must be complete"
         )
-    out = FerPlusLabels(np.array(labels, dtype=np.int64), np.stack(softs).astype(np.float32), np.array(splits, dtype=np.int8),
-                        np.stack(all_votes).astype(np.float32))
+    votes = np.stack(all_votes)
+    labels, soft = ferplus7(votes)
+    out = FerPlusLabels(labels.astype(np.int64), soft, np.array(splits, dtype=np.int8), votes.astype(np.float32))
     for r in drop_rows:
         out.labels[r] = -1
         out.votes[r] = 0
