@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .evaluate import apply_bias, fit_class_bias, split_probs, summarize
+from .training import load_model_or_run
 
 BOOTSTRAP = 10_000
 
@@ -65,19 +66,6 @@ def paired_difference(correct_a: np.ndarray, correct_b: np.ndarray, n_boot: int 
             "only_model_right": only_b}
 
 
-def _load(path: str, device: str):
-    """A training run folder (best.pt) or a model folder (config.json + model.safetensors)."""
-    from .artifacts import load_artifacts
-    from .training import load_run_model
-
-    if (Path(path) / "best.pt").exists():
-        model, stats, tcfg = load_run_model(path, device)
-        return model, stats, tcfg.labels, tcfg.epochs
-    model, stats, cfg = load_artifacts(path, device)
-    training = cfg.get("training", {})
-    return model, stats, training.get("labels", "fer2013"), training.get("epochs")
-
-
 def compare(runs: dict[str, str], cache, baseline: str, device: str = "cpu") -> dict:
     """Every model's PrivateTest figures, and each model's paired difference from `baseline`.
 
@@ -88,7 +76,7 @@ def compare(runs: dict[str, str], cache, baseline: str, device: str = "cpu") -> 
         raise ValueError(f"baseline {baseline!r} is not one of the runs ({', '.join(runs)})")
     rows, correct = {}, {}
     for name, path in runs.items():
-        model, stats, labels_kind, epochs = _load(path, device)
+        model, stats, labels_kind, epochs = load_model_or_run(path, device)
         sp = split_probs(model, stats, cache, labels_kind, device)
         y_pub, y = sp["labels"][sp["public_index"]], sp["labels"][sp["private_index"]]
         bias = fit_class_bias(sp["public"], y_pub)
@@ -130,7 +118,7 @@ def compare_ckplus(runs: dict[str, str], root: str, baseline: str, device: str =
     cols = [CLASSES.index(c) for c in ck.CLASSES]
     rows, correct = {}, {}
     for name, path in runs.items():
-        model, stats, _, epochs = _load(path, device)
+        model, stats, _, epochs = load_model_or_run(path, device)
         with torch.inference_mode():
             logp = log_probs(model, images, points, found, stats, torch.device(device)).cpu().numpy()
         pred = np.array(cols)[logp[:, cols].argmax(1)]

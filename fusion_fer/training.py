@@ -101,18 +101,34 @@ def training_targets(cache: Cache, labels: str) -> tuple[np.ndarray, np.ndarray 
     return cache_labels(cache, labels), None
 
 
+def load_model_or_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[FusionNet, LandmarkStats, str, int | None]:
+    """A training run folder (best.pt) or a model folder or shipped name (config.json + model.safetensors).
+
+    Returns:
+        (model in eval mode, landmark statistics, the labels it was trained on, its epochs or None)
+
+    Raises:
+        ArtifactError: neither a run nor a usable model folder.
+    """
+    from .artifacts import load_artifacts
+
+    if (Path(path) / "best.pt").exists():
+        model, stats, tcfg = load_run_model(path, device)
+        return model, stats, tcfg.labels, tcfg.epochs
+    model, stats, cfg = load_artifacts(path, device)
+    training = cfg.get("training", {})
+    return model, stats, training.get("labels", "fer2013"), training.get("epochs")
+
+
 def init_weights(path: str | os.PathLike) -> tuple[dict, FusionConfig, LandmarkStats]:
     """Weights, model config and landmark statistics of a model folder (artifacts) or a run folder, to fine-tune from."""
-    folder = Path(path)
-    if (folder / "model.safetensors").exists():
-        from .artifacts import load_artifacts
+    from .artifacts import ArtifactError
 
-        model, stats, _ = load_artifacts(folder)
-        return model.state_dict(), model.config, stats
-    if (folder / "best.pt").exists():
-        model, stats, _ = load_run_model(folder)
-        return model.state_dict(), model.config, stats
-    raise ValueError(f"--init {folder}: expected a model folder (model.safetensors) or a run folder (best.pt)")
+    try:
+        model, stats, _, _ = load_model_or_run(path)
+    except ArtifactError:
+        raise ValueError(f"--init {path}: expected a model folder (model.safetensors) or a run folder (best.pt)") from None
+    return model.state_dict(), model.config, stats
 
 
 def load_init(model: FusionNet, state: dict) -> tuple[list[str], list[str]]:
