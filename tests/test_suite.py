@@ -118,3 +118,62 @@ def test_suite_names_missing_files(tmp_path, model8, capsys):
 
     assert evaluate.main(["--model", str(model8), "--suite", str(tmp_path)]) == 2
     assert "fer2013_reconstructed.csv.gz" in capsys.readouterr().err
+
+
+def _views(ck_right_at_11: bool, fer_right_at_11: float):
+    """Selection views made by hand: at zoom 1.0 every FER+ face is right and every CK+ face is called
+    surprise; at zoom 1.1 the CK+ faces are right when `ck_right_at_11`, and a share of FER+ faces too."""
+    from fusion_fer.recipe import SelectionViews
+
+    rng = np.random.default_rng(0)
+    yf = rng.integers(0, 7, 200)
+    yc = rng.integers(0, 6, 60)
+
+    def probs(y, right):
+        p = np.full((len(y), 8), 0.1 / 7)
+        pred = np.where(right, y, (y + 1) % 7)
+        p[np.arange(len(y)), pred] = 0.9
+        return p
+
+    fer = {1.0: probs(yf, np.ones(200, bool)), 1.1: probs(yf, np.arange(200) < fer_right_at_11 * 200)}
+    ck = {1.0: probs(np.full(60, 5), np.ones(60, bool)), 1.1: probs(yc, np.full(60, ck_right_at_11))}
+    return SelectionViews(fer, ck, yf, yf, yc)
+
+
+def test_recipe_rule_takes_a_better_framing_only_within_the_accuracy_floor():
+    from fusion_fer.recipe import RecipeConfig, choose_recipe, current_recipe
+
+    config = RecipeConfig(zoom_sets=((1.0,), (1.1,)))
+    # zoom 1.1 fixes CK+ and keeps FER+: chosen
+    v = _views(True, 1.0)
+    c = choose_recipe(v, FERPLUS_CLASSES, current_recipe(v, FERPLUS_CLASSES, (1.0,), np.zeros(8)), config)
+    assert c["changed"] and c["chosen"]["zooms"] == [1.1] and c["chosen"]["ckplus_accuracy"] == 1.0
+    assert c["chosen"]["score"] > c["current"]["score"] + 0.01 and len(c["candidates"]) == 4
+    # the same CK+ gain, but FER+ PublicTest accuracy falls 5 points (the floor is 0.3): the recipe stays
+    v = _views(True, 0.95)
+    c = choose_recipe(v, FERPLUS_CLASSES, current_recipe(v, FERPLUS_CLASSES, (1.0,), np.zeros(8)), config)
+    assert not c["changed"] and c["chosen"] is c["current"] and c["chosen"]["zooms"] == [1.0]
+    assert max(r["score"] for r in c["candidates"]) > c["current"]["score"]  # a better score existed, below the floor
+
+
+def test_recipe_command_writes_the_chosen_recipe_into_the_folder(shared, model8, tmp_path, capsys):
+    import shutil
+
+    from fusion_fer import recipe
+    from fusion_fer.predict import load_predictor
+
+    folder = tmp_path / "m"
+    shutil.copytree(model8, folder)
+    assert recipe.main(["--model", str(folder), "--data", str(shared), "--apply"]) == 0
+    out = capsys.readouterr().out
+    rec = json.loads((folder / "metrics.json").read_text())["recipe"]
+    assert len(rec["candidates"]) == 2 * len(recipe.RecipeConfig().zoom_sets) and "| framings" in out
+    assert rec["current"]["zooms"] == [1.0] and rec["current"]["images"] == 2
+    cfg = json.loads((folder / "config.json").read_text())
+    if rec["changed"]:
+        assert rec["applied"] and cfg["zooms"] == rec["chosen"]["zooms"] and cfg["class_bias"] == rec["chosen"]["bias"]
+        assert load_predictor(folder).zooms == tuple(rec["chosen"]["zooms"])
+    else:
+        assert not rec["applied"] and cfg.get("zooms", [1.0]) == [1.0]
+    assert recipe.main(["--model", str(folder), "--data", str(tmp_path / "nothing")]) == 2
+    assert "fer2013_reconstructed.csv.gz" in capsys.readouterr().err
