@@ -27,7 +27,7 @@ from fusion_fer import FERPLUS_CLASSES, ImageLoadError, load_predictor, model_na
 from fusion_fer.artifacts import DEFAULT_DIR, collection  # noqa: E402
 from fusion_fer.imageio import load_image_scaled  # noqa: E402
 from fusion_fer.samples import astronaut, face_clip, grace_hopper  # noqa: E402
-from fusion_fer.serving import steady_malloc  # noqa: E402
+from fusion_fer.serving import BackgroundPool, steady_malloc  # noqa: E402
 from fusion_fer.stream import StreamState  # noqa: E402
 from fusion_fer.video import VideoConfig, VideoError, analyze_video, speed_note  # noqa: E402
 from fusion_fer.viz import draw_faces, draw_message, plot_timeline  # noqa: E402
@@ -39,9 +39,11 @@ MAX_UPLOAD = f"{MAX_VIDEO_MB}mb"
 STREAM_SECONDS = 600  # one webcam session may use the server this long, then must be restarted
 UPLOADS_AT_ONCE = 2  # photos decoded and predicted at the same time; the rest wait in the queue: memory stays bounded
 STREAMS_AT_ONCE = 4  # webcam frames, a group of their own, so queued uploads never hold a live stream up
+PHOTO_NICENESS = 10  # upload threads' nice value above the server's: live frames first, photos take the rest of the CPU
 STREAM_EVERY = 0.07  # seconds between frames sent by the browser: a little under 0.1 so the server, not the timer, sets the pace
 
 steady_malloc()  # many request threads, photos of every size: keep the server's memory flat
+PHOTOS = BackgroundPool(UPLOADS_AT_ONCE, PHOTO_NICENESS)
 PREDICTOR = load_predictor()  # the default model, built once: MTCNN, Face Mesh and the model
 # Every shipped model by name, the default first; they share one MTCNN and one Face Mesh.
 PREDICTORS = {PREDICTOR.name: PREDICTOR,
@@ -111,7 +113,12 @@ def _unusable(what: str, path: str, err: Exception) -> str:
 
 def predict_upload(image: str | None, show_landmarks: bool = False, model: str | None = None) -> tuple[str, dict, list[dict]]:
     """Upload tab and the `/predict` API: annotated image, probabilities of the largest face, every face.
-    `model`: a shipped model's name; left out, the default model answers."""
+    `model`: a shipped model's name; left out, the default model answers. Runs on `PHOTOS`' low-priority
+    threads: while webcam streams run, they get the CPU first."""
+    return PHOTOS.run(_predict_upload, image, show_landmarks, model)
+
+
+def _predict_upload(image: str | None, show_landmarks: bool, model: str | None) -> tuple[str, dict, list[dict]]:
     predictor = _predictor(model)
     if image is None:
         raise gr.Error("Upload a photo first.")

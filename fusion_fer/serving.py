@@ -1,13 +1,15 @@
-"""What a long-running server or worker process needs: a lock that lets live frames go first, and
-memory that stays flat.
+"""What a long-running server or worker process needs: live frames first, and memory that stays flat.
 
 The detector and the mesh are shared by every request the app serves; a webcam frame waiting behind
-photo uploads would make the stream stutter, so it is served first (`PriorityLock`). Photos of every
-size, decoded by many threads, fragment glibc's heaps (`steady_malloc`)."""
+photo uploads would make the stream stutter, so it is served first (`PriorityLock`). Photo uploads,
+which have no deadline, run on threads of lower CPU priority (`BackgroundPool`), so that when both
+want the CPU the live frames get it, and the photos take whatever is left. Photos of every size,
+decoded by many threads, fragment glibc's heaps (`steady_malloc`)."""
 from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,6 +46,49 @@ class PriorityLock:
             with self._cond:
                 self._held = False
                 self._cond.notify_all()
+
+
+def lower_thread_priority(niceness: int) -> bool:
+    """Raises the calling thread's nice value by `niceness` (Linux keeps one per thread; threads it
+    starts later, such as torch's, inherit it).
+
+    Returns:
+        True if applied; False where the OS has no per-thread priority (then nothing changes).
+    """
+    if not sys.platform.startswith("linux"):
+        return False  # elsewhere PRIO_PROCESS would renice the whole server
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + niceness))
+        return True
+    except (AttributeError, OSError):
+        return False
+
+
+class BackgroundPool:
+    """A few worker threads at a lower CPU priority, for requests without a deadline (photo uploads).
+
+    The scheduler gives a nice-10 thread about a tenth of the CPU of a normal one while both are
+    runnable, and all of it while nothing else runs: photos wait for live frames, never the reverse,
+    and still use every idle cycle. The threads are the pool's own and live as long as it, so torch's
+    helper threads, started by them, keep the lower priority too.
+
+        photos = BackgroundPool(2)
+        result = photos.run(predict_upload, path)   # blocks the caller, re-raises what fn raised
+    """
+
+    def __init__(self, workers: int, niceness: int = 10) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.niceness = niceness
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="background", initializer=lower_thread_priority,
+                                        initargs=(niceness,))
+
+    def run(self, fn, *args, **kwargs):
+        """fn(*args, **kwargs) on a background thread, in the caller's context (contextvars), waited for."""
+        import contextvars
+
+        return self._pool.submit(contextvars.copy_context().run, fn, *args, **kwargs).result()
 
 
 def steady_malloc(arenas: int = 2, mmap_threshold: int = 8 << 20) -> bool:
