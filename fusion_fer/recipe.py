@@ -30,7 +30,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from .data import CLASSES, FERPLUS_CLASSES, SPLITS, CKPlus, ferplus8, read_ckplus, read_fer2013_csv, read_ferplus
@@ -209,7 +208,6 @@ def main(argv: list[str] | None = None) -> int:
     from .artifacts import ArtifactError, resolve_model
     from .data import DatasetError
 
-    torch.set_grad_enabled(False)
     config = RecipeConfig()
     try:
         folder = resolve_model(args.model)

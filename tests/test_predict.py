@@ -48,8 +48,10 @@ def test_a_face_and_its_mirror_get_the_same_probabilities(hopper_crop):
     """On the shipped (trained) model: flip averaging makes a face and its mirror agree.
 
     The two predictions differ only through Face Mesh's own noise on the flipped crop (the
-    guided fusion reads features at the mesh points, so point jitter moves them a little):
-    0.04 at most on Grace Hopper with flip averaging, 0.25 without.
+    guided fusion reads features at the mesh points, so point jitter moves them a little). On
+    Grace Hopper: the default model (3 framings) 0.041 with flip averaging, 0.063 without; the
+    previous flip-only model 0.04 and 0.25. How much the flip gains depends on how lopsided a
+    model is without it, so the test asks for agreement within 0.05 and for a gain.
     """
     flipped = np.ascontiguousarray(hopper_crop[:, ::-1])
     diffs = {}
@@ -58,7 +60,7 @@ def test_a_face_and_its_mirror_get_the_same_probabilities(hopper_crop):
         a, b = p.predict(hopper_crop, detect=False)[0].probs, p.predict(flipped, detect=False)[0].probs
         diffs[flip] = max(abs(a[c] - b[c]) for c in CLASSES)
     print(f"max probability difference, face vs mirror: {diffs[True]:.4f} flip-averaged, {diffs[False]:.4f} without")
-    assert diffs[True] < 0.05 and diffs[True] < diffs[False] / 4
+    assert diffs[True] < 0.05 and diffs[True] < diffs[False]
 
 
 def test_no_face_gives_an_empty_list(predictor):
