@@ -173,7 +173,8 @@ def evaluate(model, stats, cache, labels_kind: str = "fer2013", device: str = "c
     out["faces"] = int(len(priv))
     out["before_class_bias"] = {"with_flip": summarize(priv_raw, y), "without_flip": summarize(priv_plain_raw, y)}
     bias = fit_class_bias(pub_raw, labels[pub]) if class_bias is None else np.asarray(class_bias)
-    out["class_bias"] = {"fitted_on": "PublicTest" if class_bias is None else "the model folder's own (config.json)", "values": {c: round(float(b), 3) for c, b in zip(FERPLUS_CLASSES, bias)}}
+    out["class_bias"] = {"fitted_on": "PublicTest" if class_bias is None else "the model folder's own (config.json)",
+                         "values": {c: round(float(b), 3) for c, b in zip(FERPLUS_CLASSES, bias)}}
     pub_probs, priv_flip, priv_plain = (apply_bias(p, bias) for p in (pub_raw, priv_raw, priv_plain_raw))
     out["with_flip"] = summarize(priv_flip, y)
     out["without_flip"] = summarize(priv_plain, y)

@@ -79,10 +79,10 @@ class Predictor:
         self.model = self.model.to(memory_format=torch.channels_last)
         self.classes: tuple[str, ...] = tuple(self.config["classes"])
         self.temperature = float(self.config.get("temperature", 1.0))
-        # Per-class offsets fitted on PublicTest (evaluate.fit_class_bias), applied before the temperature.
+        # Per-class offsets (evaluate.fit_class_bias on PublicTest, or recipe.py), applied before the temperature.
         self.class_bias = torch.tensor(self.config.get("class_bias", [0.0] * len(self.classes)), dtype=torch.float32)
         self.flip = flip
-        self.zooms = tuple(self.config.get("zooms", [1.0]))  # test-time framings chosen on PublicTest (evaluate --zooms auto)
+        self.zooms = tuple(self.config.get("zooms", [1.0]))  # test-time framings (evaluate --zooms auto, or recipe.py)
         self.face_config = FaceConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in self.config["face"].items()})
         self.crop_size = 48  # the cache's crop size: the mesh runs on what training's mesh saw
         mesh_config = MeshConfig(**self.config["mesh"])
@@ -133,14 +133,19 @@ class Predictor:
         return [[r] for r in self._classify([to_gray(rgb) for rgb in rgbs], [_whole_image(rgb) for rgb in rgbs],
                                             whole_image=True)]
 
+    def mesh_points(self, crops, urgent: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Face Mesh on each crop-size grey crop: (N, 468, 3) crop-unit landmarks (zeros where none) and (N,) found."""
+        pts = [self.mesh(c, urgent=urgent) for c in crops]
+        found = np.array([p is not None for p in pts], bool)
+        points = np.stack([p if p is not None else np.zeros((468, 3), np.float32) for p in pts])
+        return points, found
+
     @torch.inference_mode()
     def _classify(self, grays: list[np.ndarray], faces: list[Face], whole_image: bool = False,
                   urgent: bool = False) -> list[FaceResult]:
         size = self.crop_size
         crops = np.stack([resize_gray(g, size) for g in grays])
-        pts = [self.mesh(c, urgent=urgent) for c in crops]
-        found = np.array([p is not None for p in pts])
-        points = np.stack([p if p is not None else np.zeros((468, 3), np.float32) for p in pts])
+        points, found = self.mesh_points(crops, urgent=urgent)
         logp = log_probs(self.model, crops, points, found, self.stats, self.device, flip=self.flip, zooms=self.zooms)
         probs = torch.softmax((logp.cpu() + self.class_bias) / self.temperature, dim=1).numpy()
         results = []

@@ -32,10 +32,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .data import CLASSES, FERPLUS_CLASSES, SPLITS, CKPlus, ferplus8, read_ckplus, read_fer2013_csv, read_ferplus
+from .data import CLASSES, FERPLUS_CLASSES, SPLITS, CKPlus
 from .evaluate import _write_metrics, apply_bias, apply_temperature, fit_class_bias, fit_temperature
 from .predict import Predictor, load_predictor, log_probs
-from .suite import FER2013_ROWS, SHARED_FERPLUS_DROP_ROWS, SuiteData, score
+from .suite import SuiteData, score
 
 
 @dataclass(frozen=True)
@@ -68,9 +68,7 @@ class SelectionViews:
 
 
 def _raw_probs(predictor: Predictor, crops: np.ndarray, zooms: tuple[float, ...], batch_size: int, desc: str) -> dict:
-    pts = [predictor.mesh(c) for c in tqdm(crops, desc=f"{desc}: Face Mesh", leave=False, unit="face")]
-    found = np.array([p is not None for p in pts])
-    points = np.stack([p if p is not None else np.zeros((468, 3), np.float32) for p in pts])
+    points, found = predictor.mesh_points(tqdm(crops, desc=f"{desc}: Face Mesh", leave=False, unit="face"))
     out = {}
     for z in tqdm(zooms, desc=f"{desc}: framings", leave=False, unit="zoom"):
         parts = [log_probs(predictor.model, crops[s:s + batch_size], points[s:s + batch_size], found[s:s + batch_size],
@@ -82,14 +80,10 @@ def _raw_probs(predictor: Predictor, crops: np.ndarray, zooms: tuple[float, ...]
 
 def selection_views(predictor: Predictor, data_root: str | Path, config: RecipeConfig) -> SelectionViews:
     """Every framing of the candidates on FER2013 PublicTest and CK+48 half A (a few minutes on a CPU)."""
-    data = SuiteData.under(data_root)
-    ds = read_fer2013_csv(data.csv)
-    drop = SHARED_FERPLUS_DROP_ROWS if len(ds) == FER2013_ROWS else ()
-    votes = read_ferplus(data.ferplus, expected_rows=len(ds), drop_rows=drop).votes
+    ds, major_all, ck = SuiteData.under(data_root).read()
     rows = np.flatnonzero(ds.splits == SPLITS.index("PublicTest"))
-    major = ferplus8(votes[rows])[0]
+    major = major_all[rows]
     ferplus_trained = str(predictor.config.get("training", {}).get("labels", "fer2013")).startswith("ferplus")
-    ck = read_ckplus(data.ckplus)
     half = ck.half == "A"
     zooms = tuple(sorted({z for s in config.zoom_sets for z in s} | set(predictor.zooms)))
     return SelectionViews(_raw_probs(predictor, ds.images[rows], zooms, config.batch_size, "PublicTest"),

@@ -80,7 +80,6 @@ class BackgroundPool:
     def __init__(self, workers: int, niceness: int = 10) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
-        self.niceness = niceness
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="background", initializer=lower_thread_priority,
                                         initargs=(niceness,))
 

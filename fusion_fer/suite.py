@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .data import CLASS_ALIASES, CLASSES, FERPLUS_CLASSES, SPLITS, CKPlus, DatasetError, ferplus8, read_ckplus, read_fer2013_csv, read_ferplus
+from .data import (CLASS_ALIASES, CLASSES, FERPLUS_CLASSES, SPLITS, CKPlus, DatasetError, FaceDataset, ferplus8, read_ckplus,
+                   read_fer2013_csv, read_ferplus)
 
 # ../shared's reconstructed CSV: rows whose FER+ votes are not reliably aligned with their pixels (its README).
 SHARED_FERPLUS_DROP_ROWS = (5274, 5348, 8423, 33200)
@@ -69,6 +70,13 @@ class SuiteData:
         if missing:
             raise DatasetError(f"{root}: the suite needs {', '.join(missing)} (the layout of ../shared/data)")
         return d
+
+    def read(self) -> tuple[FaceDataset, np.ndarray, CKPlus]:
+        """FER2013 (CSV), the FER+ majority of every row (`ferplus8`: over 8 classes, -1 not scored) and CK+48."""
+        ds = read_fer2013_csv(self.csv)
+        drop = SHARED_FERPLUS_DROP_ROWS if len(ds) == FER2013_ROWS else ()  # they belong to the full reconstruction
+        major = ferplus8(read_ferplus(self.ferplus, expected_rows=len(ds), drop_rows=drop).votes)[0]
+        return ds, major, read_ckplus(self.ckplus)
 
 
 def read_jpeg_release(tar_path: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -175,11 +183,7 @@ def run_suite(model: str | Path | None, data_root: str | Path, config: SuiteConf
     data = SuiteData.under(data_root)
     predictor = load_predictor(model)
     mc = predictor.classes
-    ds = read_fer2013_csv(data.csv)
-    drop = SHARED_FERPLUS_DROP_ROWS if len(ds) == FER2013_ROWS else ()  # they belong to the full reconstruction
-    fp = read_ferplus(data.ferplus, expected_rows=len(ds), drop_rows=drop)
-    fp_major = ferplus8(fp.votes)[0]
-    ck = read_ckplus(data.ckplus)
+    ds, fp_major, ck = data.read()
     out: dict = {"model_classes": list(mc), "config": {k: getattr(config, k) for k in config.__dataclass_fields__}}
     for part in config.parts:
         split = SPLITS.index(SPLIT_OF[part])
