@@ -31,6 +31,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", default=None, help="fine-tune from this model folder (e.g. artifacts) or run folder")
     p.add_argument("--robust", action="store_true",
                    help="robustness augmentation: wider framing jitter, low resolution, blur, gamma, noise, JPEG (transforms.ROBUST)")
+    p.add_argument("--jpeg", type=float, default=None, metavar="P",
+                   help="also re-encode this share of training faces as JPEG (quality 30-95), on top of the chosen "
+                        "augmentation: for models that will mostly see JPEG photos")
     p.add_argument("--warmup-epochs", type=float, default=2.0)
     p.add_argument("--ferplus", default=None, help="FER+ fer2013new.csv (when --data is a CSV and --labels ferplus)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to train (auto: CUDA if available)")
@@ -52,6 +55,16 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
+def augment_config(args: argparse.Namespace) -> AugmentConfig:
+    """The training augmentation that --robust and --jpeg ask for."""
+    preset = dict(ROBUST) if args.robust else {}
+    if args.jpeg is not None:
+        if not 0.0 <= args.jpeg <= 1.0:
+            raise ValueError(f"--jpeg is a probability between 0 and 1, not {args.jpeg}")
+        preset["jpeg_p"] = args.jpeg
+    return AugmentConfig(**preset)
+
+
 def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     data = Path(args.data)
@@ -66,7 +79,7 @@ def main(args: argparse.Namespace) -> int:
             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, labels=args.labels, device=args.device,
             patience=args.patience, label_smoothing=args.label_smoothing, balance_power=args.balance_power,
             seed=args.seed, bf16=args.bf16, max_minutes=args.max_minutes, init=args.init, warmup_epochs=args.warmup_epochs,
-            augment=AugmentConfig(**ROBUST) if args.robust else AugmentConfig(),
+            augment=augment_config(args),
             model=FusionConfig(mode=args.mode, image_size=args.image_size, fusion=args.fusion),
         )
         summary = train(cache, out, config, resume=args.resume, progress=args.progress)
