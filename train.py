@@ -69,6 +69,7 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     data = Path(args.data)
     try:
+        augment = augment_config(args)  # bad settings fail before any preprocessing
         if (data / "meta.json").exists() or (data / "plan.json").exists():
             cache = load_cache(data)
         else:
@@ -79,7 +80,7 @@ def main(args: argparse.Namespace) -> int:
             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, labels=args.labels, device=args.device,
             patience=args.patience, label_smoothing=args.label_smoothing, balance_power=args.balance_power,
             seed=args.seed, bf16=args.bf16, max_minutes=args.max_minutes, init=args.init, warmup_epochs=args.warmup_epochs,
-            augment=augment_config(args),
+            augment=augment,
             model=FusionConfig(mode=args.mode, image_size=args.image_size, fusion=args.fusion),
         )
         summary = train(cache, out, config, resume=args.resume, progress=args.progress)

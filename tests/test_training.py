@@ -206,3 +206,22 @@ def test_train_cli_reports_bad_data(tmp_path, capsys):
     args = train_cli.get_args_parser().parse_args(["--data", str(bad), "--out", str(tmp_path / "r")])
     assert train_cli.main(args) == 2
     assert "line 2" in capsys.readouterr().err
+
+
+def test_train_cli_jpeg_share(tmp_path, capsys):
+    """--jpeg turns on JPEG re-encoding alone (or on top of --robust); a share outside [0, 1] is refused."""
+    import train as train_cli
+
+    from fusion_fer.transforms import ROBUST, AugmentConfig
+
+    parse = lambda *a: train_cli.get_args_parser().parse_args(["--data", "d", "--out", "o", *a])  # noqa: E731
+    plain, jpeg, both = (train_cli.augment_config(parse(*a)) for a in ((), ("--jpeg", "0.5"), ("--robust", "--jpeg", "0.7")))
+    assert plain == AugmentConfig() and plain.jpeg_p == 0
+    assert jpeg.jpeg_p == 0.5 and jpeg.blur_p == 0 and jpeg.scale == AugmentConfig().scale
+    assert both.jpeg_p == 0.7 and both.blur_p == ROBUST["blur_p"]
+    csv = tmp_path / "x.csv"
+    csv.write_text("emotion,pixels,Usage\n" + "".join(f"{i % 7},{' '.join(['128'] * 2304)},Training\n" for i in range(4)))
+    assert train_cli.main(train_cli.get_args_parser().parse_args(
+        ["--data", str(csv), "--out", str(tmp_path / "r"), "--jpeg", "1.5", "--no-progress"])) == 2
+    assert "--jpeg is a probability" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()  # refused before any preprocessing
