@@ -201,13 +201,15 @@ def model_card(name: str) -> str:
     suite = (folder / "suite.md").read_text() if (folder / "suite.md").exists() else "No cross-dataset report for this model yet."
     default = " (default)" if predictor is PREDICTOR else ""
     params = sum(p.numel() for p in predictor.model.parameters())
+    n = len(predictor.zooms)
+    framings = (f"{n} framings of each face (zoom {', '.join(map(str, predictor.zooms))}) and their mirror images are averaged"
+                if n > 1 else "each face and its mirror image are averaged")
     return f"""
 ## `{name}`{default}
 {card.get("summary", "")}
 
-A CNN on the 48x48 grey face crop and an MLP on 468 MediaPipe Face Mesh landmarks, fused by a head that also
-reads CNN features at mesh points ({params:,} parameters). Faces are found by MTCNN and cropped the way FER2013
-frames them; each face and its mirror image are averaged. Classes: {', '.join(predictor.classes)}.
+{predictor.model.config.describe()} ({params:,} parameters). Faces are found by MTCNN and cropped the way
+FER2013 frames them; {framings}. Classes: {', '.join(predictor.classes)}.
 Trained on: {card.get("trained_on", metrics.get("training", {}).get("labels", "FER2013"))}.
 
 {suite}
