@@ -241,7 +241,7 @@ def _example_clip() -> Path:
 def build_demo() -> gr.Blocks:
     examples = [[str(grace_hopper())], [str(astronaut())]]
     with gr.Blocks(title="fusion_fer: facial expression recognition") as demo:
-        gr.Markdown("# fusion_fer\nFacial expression recognition: face crops + Face Mesh landmarks, fused.")
+        gr.Markdown("# fusion_fer\nFacial expression recognition: MTCNN finds each face, Face Mesh marks it, a small network reads its expression.")
         with gr.Tab("Upload"):
             with gr.Row():
                 with gr.Column():

@@ -11,8 +11,6 @@ import shutil
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 
 from fusion_fer.artifacts import load_config

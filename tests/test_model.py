@@ -95,3 +95,16 @@ def test_guided_flip_average_mirrors_the_points():
     a = flip_average(m, x, z, zm, f, g)
     assert torch.allclose(a, flip_average(m, torch.flip(x, dims=[3]), zm, z, f, gm), atol=1e-5)
     assert not torch.allclose(a, flip_average(m, torch.flip(x, dims=[3]), zm, z, f, g), atol=1e-4)  # unmirrored points differ
+
+
+def test_image_only_network_reads_no_landmarks_and_its_card_says_so():
+    """An image-only network (the default `ferplus` may be one) gives the same answer whatever the mesh found."""
+    torch.manual_seed(0)
+    m = FusionNet(FusionConfig(mode="image")).eval()
+    x = torch.randn(2, 1, 48, 48)
+    a = m(x, torch.randn(2, 1404), torch.tensor([True, True]))
+    b = m(x, torch.randn(2, 1404) * 100, torch.tensor([False, True]))
+    assert torch.allclose(a, b) and not torch.allclose(a, m(torch.randn(2, 1, 48, 48), torch.zeros(2, 1404), torch.tensor([False, False])))
+    assert "no landmarks" in m.config.describe() and "MLP" not in m.config.describe()
+    assert "mesh points" in GUIDED.describe() and "MLP" in GUIDED.describe()
+    assert "mesh points" not in CONCAT.describe() and "MLP" in CONCAT.describe()

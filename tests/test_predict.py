@@ -147,7 +147,8 @@ def test_shipped_models_load_by_name_and_the_default_comes_first(tmp_path):
     for name in names:
         p = load_predictor(name)
         assert p.name == name and p.classes in (CLASSES, FERPLUS_CLASSES)
-        assert len(p.model.config.guide_points) > 0 and p.model.config.num_classes == len(p.classes)
+        assert p.model.config.num_classes == len(p.classes)
+        assert (len(p.model.config.guide_points) > 0) == (p.model.config.mode == "fused")  # guided fusion reads mesh points
     assert load_predictor().name == default == load_predictor(DEFAULT_DIR).name  # a collection folder means its default
     with pytest.raises(ArtifactError, match="unknown model 'happyface'.*" + names[0]):
         load_predictor("happyface")

@@ -17,7 +17,7 @@ from fusion_fer.artifacts import save_artifacts
 from fusion_fer.data import CLASSES, FERPLUS_CLASSES
 from fusion_fer.landmarks import LandmarkStats
 from fusion_fer.model import FusionConfig, FusionNet
-from fusion_fer.suite import SuiteConfig, markdown, read_jpeg_release, run_suite, score, selection_score
+from fusion_fer.suite import SuiteConfig, read_jpeg_release, run_suite, score, selection_score
 
 
 def test_score_takes_the_argmax_over_the_classes_both_sides_have():
