@@ -27,6 +27,7 @@ import argparse
 import json
 import sys
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,11 @@ class SelectionViews:
     fer_own: np.ndarray  # (N,) the labels the model was trained on (FER+ majority or FER2013), for the PublicTest offsets
     ck_labels: np.ndarray  # (M,) into CKPlus.CLASSES
 
+    @cached_property
+    def ferplus7(self) -> np.ndarray:
+        """The FER+ majority where it is one of the 7 classes every model has (-1 elsewhere): the score's labels."""
+        return np.where(self.ferplus < len(CLASSES), self.ferplus, -1)
+
     def probs(self, zooms: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
         """Averaged over the framings, as `log_probs(zooms=...)` averages them."""
         return np.mean([self.fer[z] for z in zooms], 0), np.mean([self.ck[z] for z in zooms], 0)
@@ -94,8 +100,7 @@ def selection_views(predictor: Predictor, data_root: str | Path, config: RecipeC
 def evaluate_recipe(views: SelectionViews, classes: tuple[str, ...], zooms: tuple[float, ...], bias: np.ndarray) -> dict:
     """The rule's figures for one recipe: the default score, FER+ PublicTest accuracy, CK+48 half A."""
     pf, pc = (apply_bias(p, bias) for p in views.probs(zooms))
-    fp7 = np.where(views.ferplus < len(CLASSES), views.ferplus, -1)
-    f7 = score(pf, fp7, CLASSES, classes)
+    f7 = score(pf, views.ferplus7, CLASSES, classes)
     ckr = score(pc, views.ck_labels, CKPlus.CLASSES, classes)
     return {"score": round(f7["macro_f1"] + ckr["macro_f1"], 4),
             "ferplus_accuracy": score(pf, views.ferplus, FERPLUS_CLASSES, classes)["accuracy"],

@@ -25,10 +25,6 @@ class SoupError(ValueError):
     """The runs cannot be averaged (different networks, different landmark statistics, missing files)."""
 
 
-def _starting_point(run: Path) -> str | None:
-    return json.loads((run / "args.json").read_text()).get("init")
-
-
 def make_soup(runs: list[str | Path], out: str | Path) -> dict:
     """Averages the best weights of `runs` into the run folder `out`; returns its summary.
 
@@ -45,7 +41,7 @@ def make_soup(runs: list[str | Path], out: str | Path) -> dict:
             raise SoupError(f"{r} is not a finished training run (no {', '.join(missing)})")
     first_args = json.loads((runs[0] / "args.json").read_text())
     first_stats = (runs[0] / "stats.json").read_text()
-    states, network = [], None
+    states, network, start = [], None, first_args.get("init")
     for r in runs:
         model, _, config = load_run_model(r)
         network = network or config.model.to_dict()
@@ -53,9 +49,8 @@ def make_soup(runs: list[str | Path], out: str | Path) -> dict:
             raise SoupError(f"{r}: its network ({config.model.mode}, {config.model.num_classes} classes) is not {runs[0]}'s")
         if (r / "stats.json").read_text() != first_stats:
             raise SoupError(f"{r}: landmark statistics differ from {runs[0]}'s (trained on other data)")
-        if _starting_point(r) != first_args.get("init") or first_args.get("init") is None:
-            raise SoupError(f"{r}: runs must be fine-tuned from one starting point (--init), got "
-                            f"{_starting_point(r)!r} and {first_args.get('init')!r}")
+        if start is None or config.init != start:
+            raise SoupError(f"{r}: runs must be fine-tuned from one starting point (--init), got {config.init!r} and {start!r}")
         states.append(model.state_dict())
     soup = {}
     for k, v in states[0].items():
