@@ -51,7 +51,7 @@ class RecipeConfig:
                                                  (1.0, 1.1, 1.2), (0.8, 1.0, 1.2))
     max_images: int = 6  # framings x mirror per face: the model step stays <= 10 ms on a 2-core CPU
     min_gain: float = 0.01  # on the default score (a sum of two macro-F1s)
-    max_accuracy_drop: float = 0.003  # FER+ accuracy that offsets may cost, against the same framings without them
+    max_accuracy_drop: float = 0.003  # FER+ accuracy a recipe may cost, against the plain inference (below)
     max_offset: float = 0.6  # every class offset stays within +-this
     reference_zooms: tuple[float, ...] = (1.0,)  # the plain inference that the FER+ accuracy guard compares with
     offset_grid: tuple[float, ...] = tuple(np.round(np.linspace(-0.6, 0.6, 13), 2))
@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(choice))
     verdict = ("replaces the current recipe" if choice["current"]["admissible"] else
                "replaces the current recipe, which the rule does not admit") if choice["changed"] else \
-        "no candidate passes the rule: the recipe stays"
+        "no admissible candidate beats it by the minimum gain: the recipe stays"
     print(f"chosen: framings {choice['chosen']['zooms']}, offsets {choice['chosen']['offsets']} ({verdict})")
     record = {**choice, "config": asdict(config), "applied": False}
     if args.apply and choice["changed"]:
