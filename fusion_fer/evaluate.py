@@ -233,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--labels", choices=["fer2013", "ferplus", "ferplus8"], default=None, help="default: what the model was trained on")
     p.add_argument("--export", default=None, help="with --run: write the model, metrics and plots to this folder")
     p.add_argument("--json", default=None, help="also write the metrics to this file")
+    p.add_argument("--blind", action="store_true", help="print no PrivateTest figures (they are still written): for "
+                   "exporting a candidate that a rule on the selection data has yet to choose")
     p.add_argument("--zooms", default=None, help="test-time framings to average, e.g. '1.0 1.1', or 'auto': chosen on "
                    "PublicTest (select_zooms); default: the model's own (a model folder) or flip only (a run)")
     p.add_argument("--device", default="cpu")
@@ -286,6 +288,10 @@ def main(argv: list[str] | None = None) -> int:
         _write_metrics(out / "metrics.json", metrics)
     if args.json:
         _write_metrics(Path(args.json), metrics)
+    if args.blind:
+        print(f"{args.export or args.json or 'evaluated'}: PrivateTest figures written, not printed (--blind); "
+              f"temperature {metrics['calibration']['temperature']:.3f}, class offsets fitted on PublicTest")
+        return 0
     w, n = metrics["with_flip"], metrics["without_flip"]
     print(f"PrivateTest ({metrics['faces']} faces, labels {labels_kind}): accuracy {w['accuracy']:.4f} with flip, "
           f"{n['accuracy']:.4f} without; macro-F1 {w['macro_f1']:.4f}")
