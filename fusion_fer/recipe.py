@@ -69,10 +69,14 @@ class SelectionViews:
     fer_own: np.ndarray  # (N,) the labels the model was trained on (FER+ majority or FER2013), for the PublicTest offsets
     ck_labels: np.ndarray  # (M,) into CKPlus.CLASSES
 
+    @cached_property
+    def _halves(self) -> dict[str, np.ndarray]:
+        even = np.arange(len(self.ferplus)) % 2 == 0
+        return {"fit": even, "guard": ~even, "all": np.ones_like(even)}
+
     def half(self, part: str) -> np.ndarray:
         """PublicTest rows of one part: "fit" (even positions), "guard" (odd positions) or "all"."""
-        even = np.arange(len(self.ferplus)) % 2 == 0
-        return {"fit": even, "guard": ~even, "all": np.ones_like(even)}[part]
+        return self._halves[part]
 
     @cached_property
     def ferplus7(self) -> np.ndarray:
@@ -149,11 +153,16 @@ def fit_offsets_both(views: SelectionViews, classes: tuple[str, ...], zooms: tup
     return bias
 
 
+def plain_accuracy(views: SelectionViews, classes: tuple[str, ...], config: RecipeConfig, part: str) -> float:
+    """FER+ accuracy of the plain inference (`reference_zooms`, no offsets) on one part of PublicTest: the guard's reference."""
+    return evaluate_recipe(views, classes, config.reference_zooms, np.zeros(len(classes)), part)["ferplus_accuracy"]
+
+
 def _row(views: SelectionViews, classes: tuple[str, ...], zooms: tuple[float, ...], kind: str, bias: np.ndarray,
-         config: RecipeConfig, held_out: bool = True) -> dict:
-    """A candidate's figures on the guard half, the plain inference's accuracy there, and whether the rule admits it."""
+         plain: float, config: RecipeConfig, held_out: bool = True) -> dict:
+    """A candidate's figures on the guard half, the plain inference's accuracy there (`plain`), and whether the rule
+    admits it."""
     r = evaluate_recipe(views, classes, zooms, bias, "guard")
-    plain = evaluate_recipe(views, classes, config.reference_zooms, np.zeros_like(bias), "guard")["ferplus_accuracy"]
     inside = bool(np.all(np.abs(bias) <= config.max_offset + 1e-6))  # offsets read back from a model are float32
     return {"zooms": list(zooms), "offsets": kind, "bias": [round(float(b), 3) for b in bias], "images": 2 * len(zooms),
             **r, "ferplus_accuracy_plain": plain,
@@ -167,8 +176,9 @@ def current_recipe(views: SelectionViews, classes: tuple[str, ...], zooms: tuple
     `held_out`: its offsets were fitted by this rule, on the fitting half only (`config.json`'s "recipe" says so);
     a recipe fitted on all of PublicTest has seen the guard half and is never admissible.
     """
-    return {**_row(views, classes, tuple(zooms), "current", np.asarray(bias, np.float64), config or RecipeConfig(),
-                   held_out), "offsets": "current"}
+    config = config or RecipeConfig()
+    return {**_row(views, classes, tuple(zooms), "current", np.asarray(bias, np.float64),
+                   plain_accuracy(views, classes, config, "guard"), config, held_out), "offsets": "current"}
 
 
 def choose_recipe(views: SelectionViews, classes: tuple[str, ...], current: dict, config: RecipeConfig | None = None) -> dict:
@@ -182,15 +192,16 @@ def choose_recipe(views: SelectionViews, classes: tuple[str, ...], current: dict
     config = config or RecipeConfig()
     fit = views.half("fit")
     own = (views.fer_own >= 0) & fit
+    floor = plain_accuracy(views, classes, config, "fit") - config.max_accuracy_drop
+    plain = plain_accuracy(views, classes, config, "guard")
     rows = []
     for zooms in tqdm([z for z in config.zoom_sets if 2 * len(z) <= config.max_images], desc="candidates", unit="framings"):
         pf, _ = views.probs(zooms)
         zero = np.zeros(pf.shape[1])
         pub = np.clip(fit_class_bias(pf[own], views.fer_own[own]), -config.max_offset, config.max_offset)
-        floor = evaluate_recipe(views, classes, config.reference_zooms, zero, "fit")["ferplus_accuracy"] - config.max_accuracy_drop
         for kind, bias in (("none", zero), ("publictest", pub),
                            ("both", fit_offsets_both(views, classes, zooms, pub, floor, config))):
-            rows.append(_row(views, classes, zooms, kind, bias, config))
+            rows.append(_row(views, classes, zooms, kind, bias, plain, config))
     rows.sort(key=lambda r: (-r["score"], r["images"]))
     best = next((r for r in rows if r["admissible"]), None)  # the plain inference itself always is, when a candidate
     changed = best is not None and (not current["admissible"] or best["score"] >= current["score"] + config.min_gain)
