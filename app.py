@@ -8,7 +8,6 @@ Hugging Face Space (README front matter).
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
@@ -193,28 +192,18 @@ def predict_video(video: str | None, every: int = 3, progress=gr.Progress()):
 
 
 def model_card(name: str) -> str:
-    """About tab: one model's card (what it is, its cross-dataset report, limits), from its folder's files."""
-    predictor = PREDICTORS[name]
-    folder = Path(predictor.config["folder"])
-    metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").exists() else {}
-    card = collection().get("models", {}).get(name, {})
+    """About tab: one model's card (its folder's README.md) and its cross-dataset report (suite.md)."""
+    folder = Path(PREDICTORS[name].config["folder"])
+    card = (folder / "README.md").read_text() if (folder / "README.md").exists() else f"# `{name}`\n"
     suite = (folder / "suite.md").read_text() if (folder / "suite.md").exists() else "No cross-dataset report for this model yet."
-    default = " (default)" if predictor is PREDICTOR else ""
-    params = sum(p.numel() for p in predictor.model.parameters())
-    n = len(predictor.zooms)
-    framings = (f"{n} framings of each face (zoom {', '.join(map(str, predictor.zooms))}) and their mirror images are averaged"
-                if n > 1 else "each face and its mirror image are averaged")
-    return f"""
-## `{name}`{default}
-{card.get("summary", "")}
+    return f"#{card}\n<details><summary>{name}: the cross-dataset report</summary>\n\n{suite}\n</details>\n"  # a level below the tab
 
-{predictor.model.config.describe()} ({params:,} parameters). Faces are found by MTCNN and cropped the way
-FER2013 frames them; {framings}. Classes: {', '.join(predictor.classes)}.
-Trained on: {card.get("trained_on", metrics.get("training", {}).get("labels", "FER2013"))}.
 
-{suite}
-{card.get("notes", "")}
-"""
+def which_model() -> str:
+    """The About tab's first line: which model to use, from models.json's one-line summaries."""
+    c = collection()
+    lines = [f"**`{n}`**: {m.get('summary', '')}" for n, m in sorted(c.get("models", {}).items(), key=lambda kv: kv[0] != c.get("default"))]
+    return f"**Which model?** Use `{c.get('default', PREDICTOR.name)}` (the default) unless you need FER2013's own labels.\n\n" + "\n\n".join(lines)
 
 
 LIMITS = """
@@ -288,9 +277,7 @@ def build_demo() -> gr.Blocks:
             vid_btn.click(predict_video, [vid, every], [vid_out, timeline, summary, frames_csv, vid_speed],
                           api_name="predict_video", concurrency_limit=1)  # long and CPU-bound: one at a time
         with gr.Tab("About"):
-            rule = collection().get("rule")
-            if rule:
-                gr.Markdown(f"**How the default model was chosen.** {rule}")
+            gr.Markdown(which_model())
             for name, predictor in PREDICTORS.items():
                 gr.Markdown(model_card(name))
                 plot = Path(predictor.config["folder"]) / "suite.png"

@@ -4,7 +4,7 @@
     python train.py --data cache/fer2013 --out runs/fer2013 --resume
     python train.py --data my_photos/ --out runs/mine          # root/<class>/*.jpg, faces cropped by MTCNN
 
-`--data` may be a FER2013 CSV, a prepared cache (python -m fusion_fer.prepare) or an image
+`--data` may be a FER2013 CSV, a prepared cache (python -m fusion_fer.research.prepare) or an image
 folder; anything but a cache is prepared first, into <out>/cache (resumable too).
 """
 from __future__ import annotations
@@ -14,11 +14,12 @@ import json
 import sys
 from pathlib import Path
 
-from fusion_fer.data import DatasetError, open_dataset
+from fusion_fer.artifacts import ArtifactError, refuse_shipped
 from fusion_fer.model import FUSIONS, MODES, FusionConfig
-from fusion_fer.prepare import CacheError, PrepareConfig, load_cache, prepare
-from fusion_fer.training import LABEL_SETS, TrainConfig, train
-from fusion_fer.transforms import ROBUST, AugmentConfig
+from fusion_fer.research.augment import ROBUST, AugmentConfig
+from fusion_fer.research.data import DatasetError, open_dataset
+from fusion_fer.research.prepare import CacheError, PrepareConfig, load_cache, prepare
+from fusion_fer.research.training import LABEL_SETS, TrainConfig, train
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -69,6 +70,7 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     data = Path(args.data)
     try:
+        refuse_shipped(out, "train.py")
         augment = augment_config(args)  # bad settings fail before any preprocessing
         if (data / "meta.json").exists() or (data / "plan.json").exists():
             cache = load_cache(data)
@@ -84,7 +86,7 @@ def main(args: argparse.Namespace) -> int:
             model=FusionConfig(mode=args.mode, image_size=args.image_size, fusion=args.fusion),
         )
         summary = train(cache, out, config, resume=args.resume, progress=args.progress)
-    except (DatasetError, CacheError, ValueError) as err:
+    except (ArtifactError, DatasetError, CacheError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=2))

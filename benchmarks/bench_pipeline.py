@@ -146,7 +146,7 @@ def app_memory() -> dict:
     """(e) Peak RSS of `python app.py` after serving uploads and a stream of frames."""
     from gradio_client import Client, handle_file
 
-    from fusion_fer.serving import running_app
+    from tests.helpers import running_app
 
     with running_app() as (url, proc):
         client = Client(url, verbose=False)

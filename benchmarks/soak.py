@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fusion_fer import load_image  # noqa: E402
-from fusion_fer.samples import astronaut, grace_hopper, group_photo, write_y4m  # noqa: E402
-from fusion_fer.serving import running_app  # noqa: E402
+from fusion_fer.samples import astronaut, grace_hopper  # noqa: E402
+from tests.helpers import group_photo, running_app, write_y4m  # noqa: E402
 
 SIZES_MPX = (0.3, 1.0, 3.0, 6.0, 12.6)
 

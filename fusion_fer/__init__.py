@@ -5,7 +5,7 @@
         print(face.label, face.confidence, face.box)
 """
 from .artifacts import model_names
-from .data import CLASSES, FERPLUS_CLASSES
+from .labels import CLASSES, FERPLUS_CLASSES
 from .faces import Face, FaceConfig, FaceDetector
 from .imageio import ImageLoadError, load_image
 from .predict import FaceResult, Predictor, load_predictor

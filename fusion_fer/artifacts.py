@@ -9,32 +9,65 @@
       model.safetensors   weights only, no pickled code
       config.json         model config, ordered classes, input size, image and landmark normalisation,
                           temperature, face/mesh settings, training settings
-      metrics.json        evaluation (python -m fusion_fer.evaluate)
+      metrics.json        evaluation (python -m fusion_fer.research.evaluate)
       *.png               confusion matrix, training curves
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-from .data import FERPLUS_CLASSES
+from .labels import FERPLUS_CLASSES
 from .faces import FaceConfig
+from .fileio import atomic_path, write_json
 from .landmarks import LandmarkStats, MeshConfig
 from .model import FusionConfig, FusionNet
 from .transforms import IMAGE_MEAN, IMAGE_STD
 
-DEFAULT_DIR = Path(__file__).resolve().parent.parent / "artifacts"  # the shipped collection
+_INSTALLED = Path(__file__).resolve().parent / "models"  # where `pip install .` puts the shipped models
+DEFAULT_DIR = _INSTALLED if _INSTALLED.is_dir() else Path(__file__).resolve().parent.parent / "artifacts"  # the shipped collection
 MODELS_FILE = "models.json"
 FORMAT_VERSION = 1
 KNOWN_CLASSES = FERPLUS_CLASSES  # every label a model may have: FER2013's 7 and contempt
 
 
 class ArtifactError(RuntimeError):
-    """The model folder is missing files or was written by an incompatible version."""
+    """The model folder is missing files or was written by an incompatible version, or a command may not write it."""
+
+
+# Settings that name local folders (a run to start from, a soup's runs): a shipped folder keeps only their names.
+PATH_SETTINGS = ("init", "soup_of", "data", "out")
+
+
+def is_shipped(folder: str | os.PathLike) -> bool:
+    """True for `artifacts/` itself and every folder inside it (the models this checkout ships)."""
+    folder, root = Path(folder).resolve(), DEFAULT_DIR.resolve()
+    return folder == root or root in folder.parents
+
+
+def refuse_shipped(target: str | os.PathLike, command: str) -> None:
+    """Raises ArtifactError when `target` is a shipped model's name or a folder in `artifacts/`.
+
+    Research commands write to run or export folders; replacing a shipped model goes through export.
+    """
+    shipped_name = isinstance(target, str) and target in collection(DEFAULT_DIR).get("models", {}) and not Path(target).exists()
+    if shipped_name or is_shipped(target):
+        raise ArtifactError(
+            f"{command} does not write shipped models ({target!r} is in {DEFAULT_DIR}): give it a run or export folder "
+            "(e.g. runs/export/NAME); to replace a shipped model, export it: python -m fusion_fer.research.export "
+            "--model runs/export/NAME --out artifacts/NAME --ship")
+
+
+def portable(training: dict) -> dict:
+    """Training settings without local paths: a starting point or ingredient run is kept by its folder name."""
+    def name(v):
+        return [name(x) for x in v] if isinstance(v, list) else (Path(v).name if isinstance(v, str) and v else v)
+    return {k: (name(v) if k in PATH_SETTINGS else v) for k, v in training.items()}
 
 
 def collection(root: str | os.PathLike = DEFAULT_DIR) -> dict:
@@ -90,9 +123,8 @@ def save_artifacts(out_dir: str | os.PathLike, model: FusionNet, stats: Landmark
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = out / "model.safetensors.tmp"
-    save_file(state, str(tmp))
-    os.replace(tmp, out / "model.safetensors")
+    with atomic_path(out / "model.safetensors") as tmp:
+        save_file(state, str(tmp))
     config = {
         "format_version": FORMAT_VERSION,
         "classes": list(classes),
@@ -106,9 +138,73 @@ def save_artifacts(out_dir: str | os.PathLike, model: FusionNet, stats: Landmark
         "mesh": asdict(MeshConfig()),
         **(extra or {}),
     }
-    tmp = out / "config.json.tmp"
-    tmp.write_text(json.dumps(config))
-    os.replace(tmp, out / "config.json")
+    if "training" in config:
+        config["training"] = portable(config["training"])
+    write_json(out / "config.json", config, indent=None)
+    return out
+
+
+def update_model(folder: str | os.PathLike, *, config: dict | None = None, metrics: dict | None = None,
+                 files: dict[str, str | os.PathLike] | None = None, ship: bool = False) -> Path:
+    """Adds to an existing model folder: keys merged into config.json and metrics.json (other sections
+    survive), and files copied in (`{name in the folder: source path}`).
+
+    Args:
+        ship: allow a folder in `artifacts/` (only export passes it).
+
+    Raises:
+        ArtifactError: a shipped folder without `ship`, or a folder that is not a model.
+    """
+    folder = Path(folder)
+    if not ship:
+        refuse_shipped(folder, "this command")
+    if not (folder / "config.json").is_file():
+        raise ArtifactError(f"{folder}: not a model folder (no config.json)")
+    if config is not None:
+        cfg = json.loads((folder / "config.json").read_text())
+        cfg.update(config)
+        if "training" in cfg:
+            cfg["training"] = portable(cfg["training"])
+        write_json(folder / "config.json", cfg, indent=None)
+    if metrics is not None:
+        f = folder / "metrics.json"
+        old = json.loads(f.read_text()) if f.is_file() else {}
+        old.update(metrics)
+        if "training" in old:
+            old["training"] = portable(old["training"])
+        write_json(f, old)
+    for name, src in (files or {}).items():
+        with atomic_path(folder / name) as tmp:
+            shutil.copyfile(src, tmp)
+    return folder
+
+
+def copy_model(src: str | os.PathLike, out: str | os.PathLike, ship: bool = False) -> Path:
+    """Copies a model folder's files to `out`, config.json last (so a reader never sees a mix); a card
+    (README.md) already in `out` is kept, since people write it.
+
+    Raises:
+        ArtifactError: `out` is shipped and `ship` is not set, or `src` is not a model folder.
+    """
+    src, out = Path(src), Path(out)
+    if not ship:
+        refuse_shipped(out, "this command")
+    if not (src / "config.json").is_file():
+        raise ArtifactError(f"{src}: not a model folder (no config.json)")
+    out.mkdir(parents=True, exist_ok=True)
+    keep_card = (out / "README.md").is_file()
+    for f in sorted(src.iterdir()):
+        if f.is_file() and f.name not in ("config.json", "metrics.json") and not (f.name == "README.md" and keep_card):
+            with atomic_path(out / f.name) as tmp:
+                shutil.copyfile(f, tmp)
+    metrics = json.loads((src / "metrics.json").read_text()) if (src / "metrics.json").is_file() else {}
+    if "training" in metrics:
+        metrics["training"] = portable(metrics["training"])
+    write_json(out / "metrics.json", metrics)
+    config = json.loads((src / "config.json").read_text())
+    if "training" in config:
+        config["training"] = portable(config["training"])
+    write_json(out / "config.json", config, indent=None)
     return out
 
 

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
+from .imageio import IMAGE_EXTENSIONS
+
 BOX = ("x1", "y1", "x2", "y2")
 
 
@@ -40,7 +41,7 @@ def iter_photos(inputs: Iterable[str | os.PathLike]) -> Iterator[str]:
             for root, dirs, files in os.walk(p):
                 dirs.sort()
                 for name in sorted(files):
-                    if Path(name).suffix.lower() in IMAGE_EXTS:
+                    if Path(name).suffix.lower() in IMAGE_EXTENSIONS:
                         yield str(Path(root) / name)
         else:
             yield str(p)

@@ -2,7 +2,7 @@
 
 The crop is calibrated to FER2013's framing: `FaceConfig.crop_scale` and `crop_shift_y` come
 from running MTCNN on upscaled FER2013 training images and comparing its boxes with the 48x48
-frame (`python -m fusion_fer.calibrate --data ...`; figures in docs/calibration.md). So a face in a
+frame (`python -m fusion_fer.research.calibrate --data ...`; figures in docs/calibration.md). So a face in a
 holiday photo reaches the model framed the way the training faces were.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from .imageio import ImageInput, load_image
-from .serving import PriorityLock
+from .locks import PriorityLock
 
 
 @dataclass

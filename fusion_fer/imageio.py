@@ -19,6 +19,9 @@ ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 #: Largest image accepted, in pixels (about 8K x 5K). Bigger files are refused before they are
 #: decoded, which stops decompression bombs from eating the server's memory.
 MAX_PIXELS = 40_000_000
+#: File names read as images when a folder is walked (collections, training folders).
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
+                              ".pbm"})
 
 
 class ImageLoadError(ValueError):

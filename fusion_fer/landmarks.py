@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .serving import PriorityLock
+from .locks import PriorityLock
 
 N_POINTS = 468
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -156,8 +156,8 @@ def normalize(points: np.ndarray, roll: bool = True) -> np.ndarray:
 def mirror_index() -> np.ndarray:
     """(468,) permutation: point i of a face is point `mirror_index()[i]` of its mirror image.
 
-    Derived, not typed: `derive_mirror_index` matched the meshes of 1,000 FER2013 faces with
-    the meshes of their flips (see `python -m fusion_fer.landmarks derive-mirror`).
+    Derived, not typed: the meshes of 1,000 FER2013 faces were matched with the meshes of their
+    flips (`python -m fusion_fer.research.mirror`).
     """
     data = json.loads(MIRROR_INDEX_FILE.read_text())
     index = np.array(data["index"], dtype=np.int64)
@@ -178,43 +178,6 @@ def mirror(points: np.ndarray, center_x: float = 0.0) -> np.ndarray:
     out = np.asarray(points)[..., mirror_index(), :].copy()
     out[..., 0] = 2.0 * center_x - out[..., 0]
     return out
-
-
-def derive_mirror_index(pairs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    """Finds the left/right point permutation from meshes of faces and of their flips.
-
-    For each face, mesh(flip(crop)) reflected back lies on the same physical points as
-    mesh(crop), but each point carries its mirror partner's index. Summing the point-to-point
-    distances over many faces and solving the assignment recovers the permutation; averaging
-    over faces removes the mesh's per-face jitter.
-
-    Args:
-        pairs: (mesh(crop), mesh(flip(crop))) in crop units, each (468, 3).
-
-    Returns:
-        (468,) permutation, an involution.
-    """
-    from scipy.optimize import linear_sum_assignment
-
-    cost = np.zeros((N_POINTS, N_POINTS), dtype=np.float64)
-    for orig, flipped in pairs:
-        a = orig[:, :2].astype(np.float64)
-        b = flipped[:, :2].astype(np.float64).copy()
-        b[:, 0] = 1.0 - b[:, 0]  # back into the original's frame
-        cost += np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))
-    # A mirror swaps pairs, so the two directions of the cost must agree: solve on their sum.
-    _, index = linear_sum_assignment(cost + cost.T)
-    if not np.array_equal(index[index], np.arange(N_POINTS)):
-        raise ValueError("the matched permutation is not an involution; use more (or cleaner) faces")
-    return index.astype(np.int64)
-
-
-def mirror_edge_agreement(index: np.ndarray) -> float:
-    """Fraction of mesh edges that the permutation maps onto mesh edges (1.0 for a perfect mirror)."""
-    edges = tesselation_edges()
-    edge_set = {tuple(e) for e in edges.tolist()}
-    mapped = np.sort(index[edges], axis=1)
-    return float(np.mean([tuple(e) in edge_set for e in mapped.tolist()]))
 
 
 @dataclass
@@ -246,46 +209,3 @@ class LandmarkStats:
     @classmethod
     def from_dict(cls, d: dict) -> "LandmarkStats":
         return cls(np.asarray(d["mean"], dtype=np.float32), np.asarray(d["std"], dtype=np.float32))
-
-
-def _derive_main(argv: list[str] | None = None) -> int:
-    """`python -m fusion_fer.landmarks derive-mirror --cache DIR`: rebuilds the mirror index asset."""
-    import argparse
-
-    from .prepare import load_cache
-
-    p = argparse.ArgumentParser(description="Derive the left/right landmark permutation from a prepared cache.")
-    p.add_argument("command", choices=["derive-mirror"])
-    p.add_argument("--cache", required=True, help="a prepared cache folder (its training crops are used)")
-    p.add_argument("--n", type=int, default=1000, help="faces to match")
-    p.add_argument("--out", default=str(MIRROR_INDEX_FILE))
-    args = p.parse_args(argv)
-    cache = load_cache(args.cache)
-    mesh = FaceMesh()
-    pairs = []
-    for i in np.flatnonzero(cache.found & (cache.splits == 0)):
-        flipped = mesh(np.ascontiguousarray(cache.images[i][:, ::-1]))
-        if flipped is not None:
-            pairs.append((cache.landmarks[i], flipped))
-        if len(pairs) >= args.n:
-            break
-    index = derive_mirror_index(pairs)
-    left, right = eye_indices()
-    doc = {
-        "about": "Face Mesh point i of a face is point index[i] of its horizontal mirror image.",
-        "derived_by": f"python -m fusion_fer.landmarks derive-mirror --cache <FER2013 cache> --n {args.n}",
-        "faces": len(pairs),
-        "fixed_points": int(np.sum(index == np.arange(N_POINTS))),
-        "tesselation_edge_agreement": round(mirror_edge_agreement(index), 4),
-        "eyes_swap": bool(np.array_equal(np.sort(index[left]), right)),
-        "index": index.tolist(),
-    }
-    Path(args.out).write_text(json.dumps(doc))
-    print(json.dumps({k: v for k, v in doc.items() if k != "index"}, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    import sys
-
-    sys.exit(_derive_main())

@@ -1,51 +1,15 @@
 """What a long-running server or worker process needs: live frames first, and memory that stays flat.
 
-The detector and the mesh are shared by every request the app serves; a webcam frame waiting behind
-photo uploads would make the stream stutter, so it is served first (`PriorityLock`). Photo uploads,
+The detector and the mesh are shared by every request the app serves, and a webcam frame is served
+first (`fusion_fer.locks.PriorityLock`). Photo uploads,
 which have no deadline, run on threads of lower CPU priority (`BackgroundPool`), so that when both
 want the CPU the live frames get it, and the photos take whatever is left. Photos of every size,
 decoded by many threads, fragment glibc's heaps (`steady_malloc`)."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-
-class PriorityLock:
-    """Mutual exclusion where waiting urgent holders are served before waiting ordinary ones.
-
-        lock = PriorityLock()
-        with lock(urgent=True):    # a webcam frame
-            ...
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._held = False
-        self._urgent_waiting = 0
-
-    @contextmanager
-    def __call__(self, urgent: bool = False) -> Iterator[None]:
-        with self._cond:
-            if urgent:
-                self._urgent_waiting += 1
-            try:
-                while self._held or (not urgent and self._urgent_waiting):
-                    self._cond.wait()
-            finally:
-                if urgent:
-                    self._urgent_waiting -= 1
-            self._held = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._held = False
-                self._cond.notify_all()
 
 
 def lower_thread_priority(niceness: int) -> bool:
@@ -110,55 +74,3 @@ def steady_malloc(arenas: int = 2, mmap_threshold: int = 8 << 20) -> bool:
         return ok and libc.mallopt(-3, mmap_threshold) == 1  # M_MMAP_THRESHOLD, fixed (and the trim threshold with it)
     except (OSError, AttributeError):  # not glibc (macOS, Windows, musl): nothing to tune
         return False
-
-
-@contextmanager
-def running_app(workdir: str | os.PathLike | None = None, timeout: float = 240.0,
-                env: dict | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
-    """Runs the checkout's `python app.py` on 127.0.0.1 at a free port, for tests and benchmarks.
-
-    Args:
-        workdir: its working directory (default: a new temporary one); its output goes to app.log there.
-        timeout: seconds to wait for the first answer.
-        env: extra environment variables.
-
-    Yields:
-        (url, process) once the page answers; the process is stopped on exit.
-
-    Raises:
-        RuntimeError: the app exited or did not answer in time (with the end of its log).
-    """
-    import socket
-    import sys
-    import tempfile
-    import time
-    import urllib.request
-    from pathlib import Path
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cwd = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="fusion_fer_app_"))
-    full_env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
-                "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", **(env or {})}
-    app = Path(__file__).resolve().parent.parent / "app.py"
-    with open(cwd / "app.log", "w") as log:
-        proc = subprocess.Popen([sys.executable, str(app)], cwd=cwd, env=full_env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.time() + timeout
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError(f"app did not start: {(cwd / 'app.log').read_text()[-3000:]}") from None
-                time.sleep(0.5)
-        yield url, proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()

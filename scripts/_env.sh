@@ -1,5 +1,5 @@
 # Shared by the quick-start scripts: create or reuse .venv in the repo and install requirements.
-# Sourced, not run. Re-installs only when requirements.txt changed since the last install.
+# Sourced, not run. Installs a requirements file again only when it changed since it was last installed.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="${PYTHON:-}"
@@ -19,16 +19,23 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "creating virtual environment in $VENV with $PY" >&2
   "$PY" -m venv "$VENV"
 fi
-# FUSION_FER_EXTRAS: more requirement files to install too, e.g. "requirements-ray.txt" (CI sets it).
-REQS=(-r "$ROOT/requirements.txt")
-for extra in ${FUSION_FER_EXTRAS:-}; do REQS+=(-r "$ROOT/$extra"); done
+# FUSION_FER_EXTRAS: more requirement files to install too, e.g. "requirements-ray.txt" (CI sets it;
+# scripts/test.sh adds requirements-dev.txt). A file is installed again only when its contents change,
+# so the app's and the tests' scripts can share one environment.
+FILES=("$ROOT/requirements.txt")
+for extra in ${FUSION_FER_EXTRAS:-}; do FILES+=("$ROOT/$extra"); done
 STAMP="$VENV/.requirements.sha256"
-WANT="$(cat "$ROOT/requirements.txt" ${FUSION_FER_EXTRAS:+$(for e in $FUSION_FER_EXTRAS; do echo "$ROOT/$e"; done)} | sha256sum | cut -d' ' -f1)"
-if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$WANT" ]; then
+MISSING=0
+for f in "${FILES[@]}"; do
+  grep -qxF "$(sha256sum "$f" | cut -d' ' -f1) $(basename "$f")" "$STAMP" 2>/dev/null || MISSING=1
+done
+if [ "$MISSING" = 1 ]; then
   echo "installing requirements into $VENV (first run takes a few minutes)" >&2
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
+  REQS=()
+  for f in "${FILES[@]}"; do REQS+=(-r "$f"); done
   "$VENV/bin/python" -m pip install --quiet "${REQS[@]}"
-  echo "$WANT" > "$STAMP"
+  for f in "${FILES[@]}"; do echo "$(sha256sum "$f" | cut -d' ' -f1) $(basename "$f")" >> "$STAMP"; done
 fi
 export PATH="$VENV/bin:$PATH"
 cd "$ROOT"

@@ -12,6 +12,6 @@ for mode in landmarks image fused; do
   python train.py --data "$CACHE" --out "${OUT}_${mode}" --mode "$mode" --fusion "$FUSION" --epochs "$EPOCHS" \
     --patience "$EPOCHS" --no-progress --resume  # no early stop: every model gets every epoch
 done
-python -m fusion_fer.ablation --data "$CACHE" --baseline image \
+python -m fusion_fer.research.ablation --data "$CACHE" --baseline image \
   --run "image=${OUT}_image" --run "landmarks=${OUT}_landmarks" --run "fused=${OUT}_fused" \
   --json "${OUT}.json" --plot "${OUT}.png"

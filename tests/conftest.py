@@ -63,7 +63,7 @@ def hopper_crop(detector, hopper_rgb) -> np.ndarray:
 @pytest.fixture(scope="session")
 def app_url(tmp_path_factory):
     """The real app (`python app.py`), started from an unrelated working directory on a free port."""
-    from fusion_fer.serving import running_app
+    from .helpers import running_app
 
     with running_app(tmp_path_factory.mktemp("elsewhere")) as (url, _):
         yield url

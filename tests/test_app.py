@@ -15,7 +15,7 @@ from gradio_client import Client, handle_file  # noqa: E402
 
 from fusion_fer import model_names  # noqa: E402
 from fusion_fer.artifacts import load_config  # noqa: E402
-from fusion_fer.data import FERPLUS_CLASSES  # noqa: E402
+from fusion_fer.research.data import FERPLUS_CLASSES  # noqa: E402
 from fusion_fer.samples import grace_hopper  # noqa: E402
 
 from .conftest import ROOT  # noqa: E402

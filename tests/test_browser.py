@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from fusion_fer.artifacts import load_config
-from fusion_fer.samples import grace_hopper, write_y4m
+from fusion_fer.samples import grace_hopper
+
+from .helpers import write_y4m
 
 CLASSES = tuple(load_config()["classes"])  # the default model's classes
 
@@ -100,9 +102,12 @@ def test_upload_through_the_page_shows_the_label(page, shots, app_url):
     shown = [line.strip() for line in text.splitlines() if line.strip() in CLASSES][0]  # the headline class
     assert shown == expected, text
     page.get_by_role("tab", name="About").click()
-    page.get_by_text("How the default model was chosen").wait_for(timeout=10_000)
+    page.get_by_text("Which model?").wait_for(timeout=10_000)
     about = page.locator("body").inner_text()
-    assert all(f"{name}: cross-dataset report" in about for name in ("ferplus", "fer2013")), about[:2000]  # a card each
+    assert "Use ferplus (the default)" in about, about[:2000]  # the first line says which model to use
+    # a card each, from the model folders' README.md, with the report under it
+    assert all(f"{name}: the cross-dataset report" in about for name in ("ferplus", "fer2013")), about[:2000]
+    assert about.count("Weak spots") == 2 and "How the default model was chosen" not in about
     page.screenshot(path=str(shots / "about.png"), full_page=True)
 
 

@@ -1,11 +1,8 @@
 """faces.py: MTCNN finds every real face, none in a blank image, and crops them like FER2013."""
 from __future__ import annotations
 
-import sys
-
 import cv2
 import numpy as np
-import pytest
 
 from fusion_fer.faces import FaceConfig
 
@@ -53,8 +50,8 @@ def test_detection_on_a_large_photo_matches_the_original(detector, hopper_rgb):
 
 
 def test_crop_reproduces_fer2013_framing(detector, hopper_rgb, hopper_crop):
-    """MTCNN on our crop, measured like `fusion_fer.calibrate`, gives the FER2013 framing back."""
-    from fusion_fer.calibrate import measure
+    """MTCNN on our crop, measured like `fusion_fer.research.calibrate`, gives the FER2013 framing back."""
+    from fusion_fer.research.calibrate import measure
 
     assert hopper_crop.shape == (48, 48, 3) and hopper_crop.dtype == np.uint8
     stats = measure(cv2.cvtColor(hopper_crop, cv2.COLOR_RGB2GRAY)[None], detector)
@@ -79,8 +76,9 @@ def test_group_photos_recall_with_faces_cut_by_the_frame(detector):
     a selfie with a cut foreground face): recall >= 0.9 on faces of >= 40 px, <= 1 false positive per
     10 photos. The edge padding was chosen on seeds 0-5; these are seeds 6-17, held out: 0.956 (217/227)
     and 4 false positives in 48 photos with it, 0.749 and the same 4 without (measured)."""
-    from fusion_fer.samples import group_photo
     from fusion_fer.stream import box_iou
+
+    from .helpers import group_photo
 
     found = total = false = photos = 0
     per_kind = {}
@@ -136,71 +134,3 @@ def test_crop_shrinks_only_the_face_region_with_the_same_pixels(hopper_rgb):
             x, y = rng.uniform(-s, w), rng.uniform(-s, h)
             face = Face((x, y, x + s, y + 1.2 * s), 1.0, np.zeros((5, 2), np.float32))
             assert np.array_equal(crop_face(img, face, 48, cfg), whole_photo_crop(img, face))
-
-
-def test_priority_lock_serves_waiting_urgent_callers_first():
-    import threading
-    import time
-
-    from fusion_fer.serving import PriorityLock
-
-    lock, order = PriorityLock(), []
-    started = threading.Event()
-
-    def hold():
-        with lock():
-            started.set()
-            time.sleep(0.2)
-
-    def take(name, urgent):
-        with lock(urgent=urgent):
-            order.append(name)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    started.wait()
-    waiting = [threading.Thread(target=take, args=(f"photo{i}", False)) for i in range(3)]
-    for t in waiting:
-        t.start()
-    time.sleep(0.05)
-    live = threading.Thread(target=take, args=("frame", True))
-    live.start()  # arrives last, goes first
-    for t in [holder, live, *waiting]:
-        t.join()
-    assert order[0] == "frame" and sorted(order[1:]) == ["photo0", "photo1", "photo2"]
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priority is Linux's")
-def test_background_pool_runs_work_at_lower_priority_and_gives_back_results_and_errors():
-    import contextvars
-    import os
-    import threading
-
-    from fusion_fer.serving import BackgroundPool
-
-    def nice() -> int:
-        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-
-    mine = nice()
-    pool = BackgroundPool(2, niceness=7)
-    assert pool.run(nice) == min(19, mine + 7)
-
-    def child_nice() -> int:  # threads started by a pool thread (torch's helpers) inherit its priority
-        out = []
-        t = threading.Thread(target=lambda: out.append(nice()))
-        t.start()
-        t.join()
-        return out[0]
-
-    assert pool.run(child_nice) == min(19, mine + 7)
-    assert nice() == mine  # the caller's thread is untouched
-
-    var = contextvars.ContextVar("request", default="none")
-    var.set("photo 1")
-    assert pool.run(lambda suffix: var.get() + suffix, "!") == "photo 1!"  # the caller's context goes along
-
-    def fail():
-        raise ValueError("not an image")
-
-    with pytest.raises(ValueError, match="not an image"):
-        pool.run(fail)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from fusion_fer.landmarks import (
-    N_POINTS, LandmarkStats, eye_indices, mirror, mirror_edge_agreement, mirror_index, normalize,
+    N_POINTS, LandmarkStats, eye_indices, mirror, mirror_index, normalize,
 )
 
 
@@ -42,6 +42,8 @@ def test_mirror_of_mesh_matches_mesh_of_flipped_face(mesh, hopper_crop):
 
 
 def test_mirror_index_is_a_left_right_swap():
+    from fusion_fer.research.mirror import mirror_edge_agreement  # how the asset was checked when it was derived
+
     idx = mirror_index()
     assert np.array_equal(idx[idx], np.arange(N_POINTS))  # mirroring twice is the identity
     left, right = eye_indices()

@@ -1,13 +1,15 @@
 """predict.py: the Predictor on real photos, flip symmetry, no-face and batch paths, artifact loading."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from fusion_fer import ImageLoadError
 from fusion_fer.artifacts import ArtifactError, load_artifacts, save_artifacts
-from fusion_fer.data import CLASSES
+from fusion_fer.labels import CLASSES
 from fusion_fer.landmarks import LandmarkStats
 from fusion_fer.model import FusionConfig, FusionNet
 from fusion_fer.predict import load_predictor
@@ -170,3 +172,25 @@ def test_a_collection_folder_of_ones_own_loads_its_default(model_dir, tmp_path):
 def test_a_second_model_shares_the_detector_and_mesh(model_dir, predictor):
     other = load_predictor(model_dir, share=predictor)
     assert other.detector is predictor.detector and other.mesh is predictor.mesh
+
+
+def test_shipped_models_answer_as_before_on_the_sample_photos():
+    """Labels, probabilities and boxes of both shipped models on the sample photos and an assembled group,
+    against tests/data/golden_predictions.json (recorded before the product and the lab were separated)."""
+    import json
+
+    from fusion_fer.samples import astronaut, cameraman, grace_hopper
+
+    from .helpers import group_photo
+
+    golden = json.loads((Path(__file__).parent / "data" / "golden_predictions.json").read_text())
+    photos = {"grace_hopper": grace_hopper(), "astronaut": astronaut(), "cameraman": cameraman(),
+              "group_crowd_0": np.asarray(group_photo("crowd", seed=0)[0])}
+    for model, expected in golden.items():
+        predictor = load_predictor(model)
+        for name, photo in photos.items():
+            got = predictor.predict(photo)
+            assert [f.label for f in got] == [f["label"] for f in expected[name]], (model, name)
+            for face, want in zip(got, expected[name]):
+                assert np.allclose(face.box, want["box"], atol=1.0), (model, name)
+                assert max(abs(face.probs[c] - p) for c, p in want["probs"].items()) < 2e-3, (model, name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from fusion_fer.data import CLASSES
+from fusion_fer.labels import CLASSES
 from fusion_fer.predict import FaceResult
 from fusion_fer.stream import StreamState, box_iou, box_similarity
 
@@ -98,7 +98,7 @@ def test_small_fast_faces_and_sparse_frames_stay_one_track():
 
 
 def test_switching_to_a_model_with_other_classes_starts_the_smoothing_afresh():
-    from fusion_fer.data import FERPLUS_CLASSES
+    from fusion_fer.labels import FERPLUS_CLASSES
 
     state = StreamState(alpha=0.3)
     for _ in range(5):

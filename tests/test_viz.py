@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fusion_fer.data import CLASSES
+from fusion_fer.labels import CLASSES
 from fusion_fer.predict import FaceResult
 from fusion_fer.viz import COLORS, draw_faces, label_rect, plot_timeline
 

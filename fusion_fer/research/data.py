@@ -1,7 +1,7 @@
 """Dataset readers: FER2013 CSV, FER+ labels, image folders of face crops, folders of photos.
 
 Every reader returns a `FaceDataset`: how to get each image, its label and its split. The
-preprocessing step (`fusion_fer.prepare`) turns any of them into the same cache.
+preprocessing step (`fusion_fer.research.prepare`) turns any of them into the same cache.
 """
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # FER2013 `emotion` order
+from ..imageio import IMAGE_EXTENSIONS
+from ..labels import CLASSES, FERPLUS_CLASSES
+
 SPLITS = ("Training", "PublicTest", "PrivateTest")  # train / select + stop early / report
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 # Folder-name spellings seen in public FER releases; anything else is an error that lists these.
 CLASS_ALIASES = {
@@ -31,8 +32,6 @@ SPLIT_ALIASES = {
 }
 # FER+ columns, in file order, and where each goes in FERPLUS_CLASSES (None: unknown, not a face).
 FERPLUS_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF")
-# The FER+ model's classes: ours, in our order, plus contempt (labels stay the strings used everywhere).
-FERPLUS_CLASSES = CLASSES + ("contempt",)
 FERPLUS_TO_CLASS8 = (6, 3, 5, 4, 0, 1, 2, 7, None, None)
 
 

@@ -1,22 +1,24 @@
 """Evaluation on PrivateTest: accuracy, macro-F1, per-class report, confusion matrix, calibration.
 
-    python -m fusion_fer.evaluate --model artifacts --data cache/fer2013
-    python -m fusion_fer.evaluate --run runs/fused_main --data cache/fer2013 --export artifacts
-    python -m fusion_fer.evaluate --model artifacts/fer2013 --suite ../shared/data   # cross-dataset report (suite.py)
+    python -m fusion_fer.research.evaluate --model ferplus --data cache/fer2013
+    python -m fusion_fer.research.evaluate --run runs/fused_main --data cache/fer2013
+    python -m fusion_fer.research.evaluate --model ferplus --suite ../shared/data   # cross-dataset report (suite.py)
+
+A model folder is written by `fusion_fer.research.export` (through `fusion_fer.artifacts`), never here:
+the report of a shipped model goes to reports/NAME.
 
 Model selection and the temperature use PublicTest only; every reported figure is PrivateTest.
 """
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..fileio import write_json, write_text
 from .data import FERPLUS_CLASSES, SPLITS
 from .prepare import load_cache
 from .training import cache_labels, predict_cache
@@ -220,21 +222,49 @@ def plot_confusion(cm: list[list[int]], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def metrics_for(model, stats, cache, labels_kind: str, zooms: str | tuple[float, ...] | None, device: str = "cpu",
+                class_bias=None) -> tuple[dict, tuple[float, ...]]:
+    """`evaluate` with the framings given as "auto" (chosen on PublicTest), explicit zooms, or None (as given by the caller)."""
+    zoom_choice = None
+    if zooms == "auto":
+        zoom_choice = select_zooms(model, stats, cache, labels_kind, device)
+        zooms = tuple(zoom_choice["chosen"])
+        print(f"test-time framings, PublicTest accuracy: {zoom_choice['public_test_accuracy']} -> {zooms}")
+    metrics = evaluate(model, stats, cache, labels_kind, device, class_bias=class_bias, zooms=zooms)
+    if zoom_choice:
+        metrics["zoom_selection"] = zoom_choice
+    metrics["model"] = {"mode": model.config.mode, "parameters": sum(p.numel() for p in model.parameters())}
+    return metrics, zooms
+
+
+def print_metrics(metrics: dict, labels_kind: str) -> None:
+    w, n = metrics["with_flip"], metrics["without_flip"]
+    print(f"PrivateTest ({metrics['faces']} faces, labels {labels_kind}): accuracy {w['accuracy']:.4f} with flip, "
+          f"{n['accuracy']:.4f} without; macro-F1 {w['macro_f1']:.4f}")
+    for c, r in w["per_class"].items():
+        print(f"  {c:9s} precision {r['precision']:.3f} recall {r['recall']:.3f} f1 {r['f1']:.3f} (n={r['support']})")
+    cal = metrics["calibration"]
+    print(f"temperature {cal['temperature']:.3f} (PublicTest): ECE {cal['ece_before']:.4f} -> {cal['ece_after']:.4f}")
+
+
+def parse_zooms(text: str | None) -> str | tuple[float, ...] | None:
+    return text if text in (None, "auto") else tuple(float(z) for z in text.split())
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--model", help="a model folder (config.json + model.safetensors), e.g. artifacts")
+    src.add_argument("--model", help="a model folder (config.json + model.safetensors) or a shipped name, e.g. ferplus")
     src.add_argument("--run", help="a training run folder (best.pt), e.g. runs/fused_main")
-    p.add_argument("--data", help="a prepared cache folder (python -m fusion_fer.prepare)")
+    p.add_argument("--data", help="a prepared cache folder (python -m fusion_fer.research.prepare)")
     p.add_argument("--suite", metavar="SHARED_DATA", help="the cross-dataset report (FER2013 CSV and JPEG, detection path, FER+, "
-                   "CK+48) from this data folder; with --model, written into its metrics.json, suite.md and suite.png")
+                   "CK+48) from this data folder, written to --out")
     p.add_argument("--suite-parts", nargs="+", choices=["select", "report"], default=["select", "report"],
                    help="select: PublicTest and CK+48 half A (for choices); report: PrivateTest and CK+48 half B")
+    p.add_argument("--out", default=None, help="with --suite: the report's folder (default: the model folder, or "
+                   "reports/NAME for a shipped model, which only export writes)")
     p.add_argument("--labels", choices=["fer2013", "ferplus", "ferplus8"], default=None, help="default: what the model was trained on")
-    p.add_argument("--export", default=None, help="with --run: write the model, metrics and plots to this folder")
     p.add_argument("--json", default=None, help="also write the metrics to this file")
-    p.add_argument("--blind", action="store_true", help="print no PrivateTest figures (they are still written): for "
-                   "exporting a candidate that a rule on the selection data has yet to choose")
     p.add_argument("--zooms", default=None, help="test-time framings to average, e.g. '1.0 1.1', or 'auto': chosen on "
                    "PublicTest (select_zooms); default: the model's own (a model folder) or flip only (a run)")
     p.add_argument("--device", default="cpu")
@@ -244,95 +274,57 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data:
         p.error("--data (a prepared cache) is needed, or --suite")
 
-    from .artifacts import load_artifacts, save_artifacts
+    from ..artifacts import load_artifacts
     from .training import load_run_model
 
     cache = load_cache(args.data)
     if args.run:
         model, stats, tcfg = load_run_model(args.run, args.device)
-        labels_kind = args.labels or tcfg.labels
+        labels_kind, zooms, bias = args.labels or tcfg.labels, parse_zooms(args.zooms) or (1.0,), None
     else:
         model, stats, cfg = load_artifacts(args.model, args.device)
         labels_kind = args.labels or cfg.get("training", {}).get("labels", "fer2013")
-    saved_bias = cfg.get("class_bias") if args.model else None
-    zoom_choice = None
-    if args.zooms == "auto":
-        zoom_choice = select_zooms(model, stats, cache, labels_kind, args.device)
-        zooms = tuple(zoom_choice["chosen"])
-        print(f"test-time framings, PublicTest accuracy: {zoom_choice['public_test_accuracy']} -> {zooms}")
-    elif args.zooms:
-        zooms = tuple(float(z) for z in args.zooms.split())
-    else:
-        zooms = tuple(cfg.get("zooms", [1.0])) if args.model else (1.0,)
-    metrics = evaluate(model, stats, cache, labels_kind, args.device, class_bias=saved_bias, zooms=zooms)
-    if zoom_choice:
-        metrics["zoom_selection"] = zoom_choice
-    metrics["model"] = {"mode": model.config.mode, "parameters": sum(p.numel() for p in model.parameters())}
-    if args.run:
-        run = Path(args.run)
-        summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
-        metrics["training"] = {**summary, "log": "training_log.csv"}
-    if args.export:
-        if not args.run:
-            p.error("--export needs --run")
-        out = Path(args.export)
-        extra = {"training": {**json.loads((Path(args.run) / "args.json").read_text()), **metrics.get("training", {})}}
-        bias = list(metrics["class_bias"]["values"].values())
-        save_artifacts(out, model, stats, temperature=metrics["calibration"]["temperature"],
-                       extra={**extra, "class_bias": bias, "zooms": list(zooms)})
-        plot_confusion(metrics["with_flip"]["confusion_matrix"], out / "confusion_matrix.png",
-                       f"PrivateTest, flip-averaged: accuracy {metrics['with_flip']['accuracy']:.3f}")
-        for name, dest in (("curves.png", "training_curves.png"), ("log.csv", "training_log.csv")):
-            if (Path(args.run) / name).exists():
-                shutil.copy(Path(args.run) / name, out / dest)
-        _write_metrics(out / "metrics.json", metrics)
+        zooms, bias = parse_zooms(args.zooms) or tuple(cfg.get("zooms", [1.0])), cfg.get("class_bias")
+    metrics, _ = metrics_for(model, stats, cache, labels_kind, zooms, args.device, class_bias=bias)
     if args.json:
-        _write_metrics(Path(args.json), metrics)
-    if args.blind:
-        print(f"{args.export or args.json or 'evaluated'}: PrivateTest figures written, not printed (--blind); "
-              f"temperature {metrics['calibration']['temperature']:.3f}, class offsets fitted on PublicTest")
-        return 0
-    w, n = metrics["with_flip"], metrics["without_flip"]
-    print(f"PrivateTest ({metrics['faces']} faces, labels {labels_kind}): accuracy {w['accuracy']:.4f} with flip, "
-          f"{n['accuracy']:.4f} without; macro-F1 {w['macro_f1']:.4f}")
-    for c, r in w["per_class"].items():
-        print(f"  {c:9s} precision {r['precision']:.3f} recall {r['recall']:.3f} f1 {r['f1']:.3f} (n={r['support']})")
-    cal = metrics["calibration"]
-    print(f"temperature {cal['temperature']:.3f} (PublicTest): ECE {cal['ece_before']:.4f} -> {cal['ece_after']:.4f}")
+        write_json(Path(args.json), metrics)
+    print_metrics(metrics, labels_kind)
     return 0
 
 
 def _suite_main(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    from .artifacts import ArtifactError, resolve_model
+    from ..artifacts import ArtifactError, is_shipped, resolve_model, update_model
     from .data import DatasetError
     from .suite import SuiteConfig, markdown, plot, run_suite
 
     if args.run:
-        p.error("--suite evaluates a model folder: pass --model (export a run first with --run ... --export DIR)")
+        p.error("--suite evaluates a model folder: pass --model (export a run first: python -m fusion_fer.research.export)")
     try:
+        folder = resolve_model(args.model)
+        out = Path(args.out) if args.out else (Path("reports") / folder.name if is_shipped(folder) else folder)
+        if is_shipped(out):
+            raise ArtifactError(f"--out {out} is a shipped folder, which only export writes: write the report elsewhere "
+                                f"(e.g. reports/{folder.name}) and export it in")
         suite = run_suite(args.model, args.suite, SuiteConfig(parts=tuple(args.suite_parts)))
     except (ArtifactError, DatasetError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    folder = resolve_model(args.model)
     table = markdown(suite, title=f"{folder.name}: cross-dataset report")
-    _write_metrics(folder / "metrics.json", {"suite": suite})
-    (folder / "suite.md").write_text(table)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "suite.md", table)
     if "report" in suite:
-        plot(suite, folder / "suite.png", title=f"{folder.name}: recall per class (PrivateTest, CK+48 half B)")
+        plot(suite, out / "suite.png", title=f"{folder.name}: recall per class (PrivateTest, CK+48 half B)")
+    if out.resolve() == folder.resolve():
+        update_model(folder, metrics={"suite": suite})
+    else:
+        write_json(out / "metrics.json", {"suite": suite})
     if args.json:
-        Path(args.json).write_text(json.dumps(suite, indent=2))
+        write_json(Path(args.json), suite)
     print(table)
+    if is_shipped(folder):
+        print(f"report written to {out}; to put it into the shipped folder: python -m fusion_fer.research.export "
+              f"--model {folder.name} --report {out} --out {folder} --ship")
     return 0
-
-
-def _write_metrics(path: Path, metrics: dict) -> None:
-    """Merges into an existing metrics.json, so extra sections (ablation, FER+) survive a re-export."""
-    old = json.loads(path.read_text()) if path.exists() else {}
-    old.update(metrics)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(old, indent=2))
-    tmp.replace(path)
 
 
 if __name__ == "__main__":

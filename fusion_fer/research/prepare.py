@@ -1,6 +1,6 @@
 """Preprocessing: detection (for uncropped photos) and Face Mesh over a whole dataset, once.
 
-    python -m fusion_fer.prepare --data ../shared/data/fer2013/fer2013_reconstructed.csv.gz \\
+    python -m fusion_fer.research.prepare --data ../shared/data/fer2013/fer2013_reconstructed.csv.gz \\
         --ferplus ../shared/data/fer2013/fer2013new.csv --out cache/fer2013
 
 The cache folder holds `plan.json` (what is being built), `shards/` (finished chunks), and at the
@@ -23,8 +23,9 @@ import numpy as np
 from tqdm import tqdm
 
 from .data import CLASSES, SPLITS, DatasetError, FaceDataset, open_dataset
-from .faces import FaceConfig
-from .landmarks import N_POINTS, MeshConfig
+from ..faces import FaceConfig
+from ..landmarks import N_POINTS, MeshConfig
+from ..fileio import atomic_path
 
 CACHE_VERSION = 1
 
@@ -45,12 +46,10 @@ class CacheError(RuntimeError):
 
 
 def _atomic_write_bytes(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         write(f)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def atomic_write_json(path: Path, obj: dict) -> None:
@@ -71,20 +70,20 @@ def _init_worker(config: PrepareConfig, needs_detection: bool) -> None:
     import torch
 
     torch.set_num_threads(1)  # one process per core already
-    from .landmarks import FaceMesh
+    from ..landmarks import FaceMesh
 
     _W["config"] = config
     _W["mesh"] = FaceMesh(config.mesh)
     if needs_detection:
-        from .faces import FaceDetector
+        from ..faces import FaceDetector
 
         _W["detector"] = FaceDetector(config.face)
 
 
 def _crop_one(item) -> tuple[np.ndarray, bool, str | None]:
     """One sample -> (grey crop, face found, error message)."""
-    from .faces import crop_face, resize_gray, to_gray
-    from .imageio import ImageLoadError, load_image
+    from ..faces import crop_face, resize_gray, to_gray
+    from ..imageio import ImageLoadError, load_image
 
     config: PrepareConfig = _W["config"]
     size = config.image_size
@@ -260,7 +259,7 @@ def load_cache(path: str | os.PathLike) -> Cache:
     path = Path(path)
     if not (path / "meta.json").exists():
         if (path / "plan.json").exists():
-            raise CacheError(f"{path}: the cache is unfinished; run `python -m fusion_fer.prepare` again to resume it")
+            raise CacheError(f"{path}: the cache is unfinished; run `python -m fusion_fer.research.prepare` again to resume it")
         raise CacheError(f"{path}: not a fusion_fer cache (no meta.json)")
     meta = json.loads((path / "meta.json").read_text())
     with np.load(path / "cache.npz") as z:

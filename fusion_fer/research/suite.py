@@ -1,6 +1,6 @@
 """The cross-dataset report: one model folder, five views of "faces it was not tuned on", one command.
 
-    python -m fusion_fer.evaluate --model artifacts/fer2013 --suite ../shared/data
+    python -m fusion_fer.research.evaluate --model artifacts/fer2013 --suite ../shared/data
 
 Everything goes through the public `Predictor` (the served probabilities: class offsets and
 temperature included), so the figures are what a user gets.
@@ -157,7 +157,7 @@ def score(probs: np.ndarray, labels: np.ndarray, data_classes: tuple[str, ...], 
 
 
 def selection_score(suite: dict, kind: str) -> float:
-    """The rules fixed before any result was seen (README, "Choosing the shipped models"), on the select part.
+    """The rules fixed before any result was seen (docs/model-selection-log.md, "Choosing the shipped models"), on the select part.
 
     kind "fer2013": the mean accuracy over PublicTest CSV, PublicTest JPEG, the PublicTest detection path
     and CK+48 half A (picks the FER2013 model among candidates).
@@ -177,7 +177,7 @@ def run_suite(model: str | Path | None, data_root: str | Path, config: SuiteConf
     Returns:
         {"select": {...}, "report": {...}}, each {fer2013_csv, fer2013_jpeg, detection, ferplus, ckplus}.
     """
-    from .predict import load_predictor
+    from ..predict import load_predictor
 
     config = config or SuiteConfig()
     data = SuiteData.under(data_root)
@@ -222,7 +222,7 @@ NAMES = {"fer2013_csv": "FER2013 (CSV pixels)", "fer2013_jpeg": "FER2013 (JPEG r
 
 
 def markdown(suite: dict, title: str = "") -> str:
-    """The README table: one row per dataset and part."""
+    """The report as a markdown table: one row per dataset and part."""
     lines = [f"**{title}**" if title else "", "",
              "| data | split | n | accuracy | macro-F1 | lowest recall |", "|---|---|---|---|---|---|"]
     for part in (REPORT, SELECT):

@@ -1,6 +1,6 @@
 """Ablation: models trained with the same budget, compared on the same PrivateTest faces.
 
-    python -m fusion_fer.ablation --data cache/fer2013 --baseline image \\
+    python -m fusion_fer.research.ablation --data cache/fer2013 --baseline image \\
         --run image=runs/image_40 --run landmarks=runs/landmarks_40 --run fused=runs/fused_main \\
         --json runs/ablation.json --plot artifacts/ablation.png [--ckplus ../shared/data/ckplus48]
 
@@ -105,8 +105,8 @@ def compare_ckplus(runs: dict[str, str], root: str, baseline: str, device: str =
     import torch
 
     from .data import CLASSES, read_ckplus
-    from .landmarks import FaceMesh
-    from .predict import log_probs
+    from ..landmarks import FaceMesh
+    from ..predict import log_probs
 
     ck = read_ckplus(root)
     keep = ck.half == half
@@ -170,7 +170,7 @@ def plot(result: dict, path: str | Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", required=True, help="a prepared cache folder (python -m fusion_fer.prepare)")
+    p.add_argument("--data", required=True, help="a prepared cache folder (python -m fusion_fer.research.prepare)")
     p.add_argument("--run", action="append", required=True, metavar="NAME=PATH",
                    help="a model to compare: a training run folder or a model folder; repeat for each")
     p.add_argument("--baseline", required=True, help="the NAME the others are compared with (e.g. image)")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fusion_fer.evaluate import (
+from fusion_fer.research.evaluate import (
     apply_bias, apply_temperature, expected_calibration_error, fit_class_bias, fit_temperature, summarize,
 )
 
@@ -58,7 +58,7 @@ def test_summary_counts():
 
 
 def test_paired_difference_separates_a_real_gain_from_noise():
-    from fusion_fer.ablation import paired_difference
+    from fusion_fer.research.ablation import paired_difference
 
     rng = np.random.default_rng(0)
     base = rng.random(3589) < 0.70
@@ -79,7 +79,7 @@ def test_paired_difference_separates_a_real_gain_from_noise():
 
 
 def test_paired_difference_over_sequences_is_wider_than_over_frames():
-    from fusion_fer.ablation import paired_difference
+    from fusion_fer.research.ablation import paired_difference
     # 60 sequences of 3 near-identical frames: the frames are not 60 x 3 independent chances, so the
     # interval must come from resampling sequences, and it is wider than the frame-level one.
     rng = np.random.default_rng(1)
@@ -96,7 +96,7 @@ def test_paired_difference_over_sequences_is_wider_than_over_frames():
 def test_ckplus_halves_alternate_sorted_subjects_and_drop_contempt(tmp_path):
     from PIL import Image
 
-    from fusion_fer.data import read_ckplus
+    from fusion_fer.research.data import read_ckplus
 
     rows = ["file,subject,sequence,frame,ck_class,fer_label,fer_name,duplicate_of"]
     for subject in ("S010", "S005", "S022", "S011"):
@@ -116,7 +116,7 @@ def test_ckplus_halves_alternate_sorted_subjects_and_drop_contempt(tmp_path):
 def test_temperature_stays_finite_when_validation_is_all_right():
     # A tiny validation set that the model gets all right (a user's own few photos): the NLL falls
     # forever as T -> 0, which once gave T = 0 and NaN probabilities in the exported model.
-    from fusion_fer.evaluate import TEMPERATURE_RANGE, apply_temperature, fit_temperature
+    from fusion_fer.research.evaluate import TEMPERATURE_RANGE, apply_temperature, fit_temperature
 
     probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1]])
     t = fit_temperature(probs, np.array([0, 1]))

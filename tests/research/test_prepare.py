@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fusion_fer.data import open_dataset
-from fusion_fer.prepare import CacheError, PrepareConfig, load_cache, prepare
+from fusion_fer.research.data import open_dataset
+from fusion_fer.research.prepare import CacheError, PrepareConfig, load_cache, prepare
 
 from .test_data import write_fer_csv
 

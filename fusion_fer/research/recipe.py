@@ -1,11 +1,11 @@
 """A model folder's inference recipe, chosen on the selection data: test-time framings and class offsets.
 
-    python -m fusion_fer.recipe --model artifacts/ferplus --data ../shared/data            # the candidates' table
-    python -m fusion_fer.recipe --model artifacts/ferplus --data ../shared/data --apply    # ... and write the winner
+    python -m fusion_fer.research.recipe --model artifacts/ferplus --data ../shared/data            # the candidates' table
+    python -m fusion_fer.research.recipe --model artifacts/ferplus --data ../shared/data --apply    # ... and write the winner
 
 The default model is used on faces of every kind, so its recipe is chosen on both selection sets that
 the project has: FER2013 PublicTest with the FER+ majority, and CK+48 half A (posed lab faces). The
-rule (README, "A fourth look"), fixed before any candidate was scored:
+rule (docs/model-selection-log.md, "A fourth look"), fixed before any candidate was scored:
 
 * PublicTest is split by position: even positions are the fitting half, odd positions the guard half;
 * candidates: each set of framings in `RecipeConfig.zoom_sets` (each framing with its mirror; at most
@@ -28,7 +28,6 @@ Everything goes through `predict.log_probs`, the inference core that serving use
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import asdict, dataclass
 from functools import cached_property
@@ -37,9 +36,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..fileio import write_json
+from ..predict import Predictor, load_predictor, log_probs
 from .data import CLASSES, FERPLUS_CLASSES, SPLITS, CKPlus
-from .evaluate import _write_metrics, apply_bias, apply_temperature, fit_class_bias, fit_temperature
-from .predict import Predictor, load_predictor, log_probs
+from .evaluate import apply_bias, apply_temperature, fit_class_bias, fit_temperature
 from .suite import SuiteData, score
 
 
@@ -212,25 +212,20 @@ def choose_recipe(views: SelectionViews, classes: tuple[str, ...], current: dict
                      f"is not admissible or if >= +{config.min_gain}; ties to fewer images per face")}
 
 
-def apply_recipe(folder: Path, views: SelectionViews, choice: dict) -> dict:
-    """Writes the chosen framings and offsets into config.json, with the temperature refitted on PublicTest
+def apply_recipe(views: SelectionViews, choice: dict) -> tuple[dict, dict]:
+    """The chosen framings and offsets for config.json, with the temperature refitted on PublicTest
     (on the new recipe's probabilities, as the Predictor applies them: offsets, then temperature)."""
-    cfg_path = folder / "config.json"
-    cfg = json.loads(cfg_path.read_text())
     chosen = choice["chosen"]
     zooms, bias = tuple(chosen["zooms"]), np.asarray(chosen["bias"])
     own = views.fer_own >= 0
     pf = apply_bias(views.probs(zooms)[0][own], bias)
     t = fit_temperature(pf, views.fer_own[own])
-    cfg.update(zooms=list(zooms), class_bias=[float(b) for b in bias], temperature=round(t, 4), recipe=RECIPE_PROVENANCE)
-    tmp = cfg_path.with_name("config.json.tmp")
-    tmp.write_text(json.dumps(cfg))
-    tmp.replace(cfg_path)
-    return {"temperature": round(t, 4), "calibrated_max_prob_mean": round(float(apply_temperature(pf, t).max(1).mean()), 4)}
+    config = dict(zooms=list(zooms), class_bias=[float(b) for b in bias], temperature=round(t, 4), recipe=RECIPE_PROVENANCE)
+    return config, {"temperature": round(t, 4), "calibrated_max_prob_mean": round(float(apply_temperature(pf, t).max(1).mean()), 4)}
 
 
 def table(choice: dict, top: int = 10) -> str:
-    """The README table of the candidates (best first) and the current recipe; FER+ figures on the guard half."""
+    """The markdown table of the candidates (best first) and the current recipe; FER+ figures on the guard half."""
     head = ["| framings (each with its mirror) | offsets | images/face | score | FER+ guard-half acc. (plain) | "
             "admissible | CK+48 half A acc. | lowest CK+ half-A recall |", "|---|---|---|---|---|---|---|---|"]
 
@@ -248,18 +243,22 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True, help="model folder or shipped name")
     p.add_argument("--data", required=True, help="../shared/data (fer2013/ and ckplus48/)")
-    p.add_argument("--apply", action="store_true", help="write the chosen recipe into the folder's config.json")
+    p.add_argument("--apply", action="store_true", help="write the chosen recipe into the folder's config.json (an export "
+                   "folder, not a shipped model: export ships it)")
     p.add_argument("--baseline", default=None,
                    help="the recipe to beat is this model's (name or folder; default: --model's own): a new network "
                         "for a shipped name competes with what ships")
     p.add_argument("--json", default=None, help="also write the candidates here")
     args = p.parse_args(argv)
-    from .artifacts import ArtifactError, resolve_model
+    from ..artifacts import ArtifactError, refuse_shipped, resolve_model, update_model
     from .data import DatasetError
 
     config = RecipeConfig()
     try:
         folder = resolve_model(args.model)
+        if args.apply:
+            refuse_shipped(args.model, "recipe --apply")
+            refuse_shipped(folder, "recipe --apply")
         predictor = load_predictor(folder)
         views = selection_views(predictor, args.data, config)
         base, base_views = predictor, views
@@ -280,12 +279,15 @@ def main(argv: list[str] | None = None) -> int:
         "no admissible candidate beats it by the minimum gain: the recipe stays"
     print(f"chosen: framings {choice['chosen']['zooms']}, offsets {choice['chosen']['offsets']} ({verdict})")
     record = {**choice, "config": asdict(config), "applied": False}
-    if args.apply and choice["changed"]:
-        record.update(applied=True, **apply_recipe(folder, views, choice))
-        print(f"written to {folder / 'config.json'} (temperature {record['temperature']})")
-    _write_metrics(folder / "metrics.json", {"recipe": record})
+    if args.apply:
+        new_config = {}
+        if choice["changed"]:
+            new_config, fitted = apply_recipe(views, choice)
+            record.update(applied=True, **fitted)
+        update_model(folder, config=new_config, metrics={"recipe": record})
+        print(f"written to {folder} (temperature {record.get('temperature', predictor.temperature)})")
     if args.json:
-        Path(args.json).write_text(json.dumps(record, indent=2))
+        write_json(Path(args.json), record)
     return 0
 
 

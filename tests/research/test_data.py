@@ -1,15 +1,19 @@
-"""data.py: each reader parses small data written here, and names the file and problem when it can't."""
+"""research/data.py: each reader parses small data written here, and names the file and problem when it can't;
+and, where ../shared/data is present (as in CI), the real FER2013 / FER+ files."""
 from __future__ import annotations
 
 import gzip
+import tarfile
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from fusion_fer.data import (
+from fusion_fer.research.data import (
     CLASSES, SPLITS, DatasetError, ferplus_majority, open_dataset, read_fer2013_csv, read_ferplus, read_image_folder,
 )
+
+from ..conftest import FER_CSV, FER_TAR, FERPLUS_CSV, needs_shared_data
 
 
 def _pixels(seed: int, side: int = 48) -> str:
@@ -143,7 +147,7 @@ def test_photo_folder_without_splits_is_split_by_class_and_needs_detection(tmp_p
 
 
 def test_ferplus8_keeps_contempt_and_drops_unknown_and_not_a_face():
-    from fusion_fer.data import FERPLUS_CLASSES, ferplus8
+    from fusion_fer.research.data import FERPLUS_CLASSES, ferplus8
 
     # columns: neutral happiness surprise sadness anger disgust fear contempt unknown NF
     votes = np.array([
@@ -159,3 +163,44 @@ def test_ferplus8_keeps_contempt_and_drops_unknown_and_not_a_face():
     assert usable.tolist() == [True, True, False, False, True]
     assert major[2] == major[3] == major[4] == -1
     assert np.allclose(soft[4, [6, 2, 7]], [0.4, 0.3, 0.3]) and not soft[2:4].any()
+
+
+# Official per-split counts (../shared/data/README.md), in CLASSES order.
+OFFICIAL = {
+    "Training": [3995, 436, 4097, 7215, 4830, 3171, 4965],
+    "PublicTest": [467, 56, 496, 895, 653, 415, 607],
+    "PrivateTest": [491, 55, 528, 879, 594, 416, 626],
+}
+
+
+@needs_shared_data
+def test_fer2013_csv_matches_the_official_counts():
+    ds = open_dataset(FER_CSV, ferplus=FERPLUS_CSV)
+    assert ds.images.shape == (35887, 48, 48)
+    assert {s: list(c.values()) for s, c in ds.counts().items()} == OFFICIAL
+    # FER+ drops contempt/unknown/not-a-face and no-majority rows, keeping the large majority.
+    kept = (ds.ferplus_labels >= 0).mean()
+    assert 0.85 < kept < 0.99
+    # The 173 unnamed rows are all "not a face" and are dropped.
+    assert np.all(ds.soft[ds.ferplus_labels >= 0].sum(1) > 0.99)
+
+
+@needs_shared_data
+def test_kaggle_image_release_keeps_the_official_split(tmp_path):
+    wanted = {}
+    with tarfile.open(FER_TAR) as tar:
+        for m in tar:
+            if not m.isfile():
+                continue
+            prefix = m.name.rsplit("/", 1)[-1].split("_")[0]
+            if wanted.get(prefix, 0) < 20:
+                wanted[prefix] = wanted.get(prefix, 0) + 1
+                tar.extract(m, tmp_path, filter="data")
+            if len(wanted) == 3 and all(v >= 20 for v in wanted.values()):
+                break
+    roots = [p for p in [tmp_path, *tmp_path.rglob("*")] if p.is_dir() and {c.name for c in p.iterdir()} >= {"train", "test"}]
+    ds = read_image_folder(roots[0])
+    assert sorted(np.unique(ds.splits).tolist()) == [0, 1, 2]
+    for path, split in zip(ds.paths, ds.splits):
+        assert path.name.startswith(SPLITS[split] + "_")
+        assert path.parent.name in CLASSES

@@ -20,11 +20,12 @@ from torch import nn
 from tqdm import tqdm
 
 from .data import CLASSES, FERPLUS_CLASSES, ferplus8
-from .landmarks import LandmarkStats, normalize
-from .model import FusionConfig, FusionNet
-from .predict import log_probs
+from ..landmarks import LandmarkStats, normalize
+from ..model import FusionConfig, FusionNet
+from ..predict import log_probs
+from ..fileio import atomic_path
 from .prepare import Cache
-from .transforms import AugmentConfig, augment_batch
+from .augment import AugmentConfig, augment_batch
 
 
 LABEL_SETS = ("fer2013", "ferplus", "ferplus8")
@@ -87,7 +88,7 @@ def cache_labels(cache: Cache, labels: str) -> np.ndarray:
 def _votes(cache: Cache) -> np.ndarray:
     if cache.ferplus_votes is None:
         raise ValueError("--labels ferplus8 needs a cache prepared with --ferplus fer2013new.csv by this version "
-                         "(it stores the raw votes); run `python -m fusion_fer.prepare` again (finished shards are reused)")
+                         "(it stores the raw votes); run `python -m fusion_fer.research.prepare` again (finished shards are reused)")
     return cache.ferplus_votes
 
 
@@ -110,7 +111,7 @@ def load_model_or_run(path: str | os.PathLike, device: str | torch.device = "cpu
     Raises:
         ArtifactError: neither a run nor a usable model folder.
     """
-    from .artifacts import load_artifacts
+    from ..artifacts import load_artifacts
 
     if (Path(path) / "best.pt").exists():
         model, stats, tcfg = load_run_model(path, device)
@@ -122,7 +123,7 @@ def load_model_or_run(path: str | os.PathLike, device: str | torch.device = "cpu
 
 def init_weights(path: str | os.PathLike) -> tuple[dict, FusionConfig, LandmarkStats]:
     """Weights, model config and landmark statistics of a model folder (artifacts) or a run folder, to fine-tune from."""
-    from .artifacts import ArtifactError
+    from ..artifacts import ArtifactError
 
     try:
         model, stats, _, _ = load_model_or_run(path)
@@ -191,9 +192,8 @@ def predict_cache(model: FusionNet, cache: Cache, idx: np.ndarray, stats: Landma
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def _rng_state(gen: torch.Generator) -> dict:
@@ -223,10 +223,9 @@ def plot_curves(rows: list[dict], path: Path) -> None:
     a2.plot(ep, [r["val_acc"] for r in rows], label="PublicTest")
     a2.set_xlabel("epoch"), a2.set_ylabel("accuracy"), a2.legend(), a2.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def train(cache: Cache, out_dir: str | os.PathLike, config: TrainConfig, resume: bool = False,
@@ -355,12 +354,10 @@ def train(cache: Cache, out_dir: str | os.PathLike, config: TrainConfig, resume:
 
 
 def _write_log(rows: list[dict], path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, path)
 
 
 def load_run_model(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[FusionNet, LandmarkStats, TrainConfig]:

@@ -1,129 +1,17 @@
-"""suite.py: the cross-dataset report on a small data folder made here in the layout of ../shared/data."""
+"""research/recipe.py: the rule that chooses test-time framings and class offsets, and the command."""
 from __future__ import annotations
 
-import csv
-import gzip
-import io
 import json
-import tarfile
 
-import cv2
 import numpy as np
-import pytest
-import torch
-from PIL import Image
 
-from fusion_fer.artifacts import save_artifacts
-from fusion_fer.data import CLASSES, FERPLUS_CLASSES
-from fusion_fer.landmarks import LandmarkStats
-from fusion_fer.model import FusionConfig, FusionNet
-from fusion_fer.suite import SuiteConfig, read_jpeg_release, run_suite, score, selection_score
-
-
-def test_score_takes_the_argmax_over_the_classes_both_sides_have():
-    # an 8-class model on CK+ (6 classes): its neutral and contempt outputs cannot win
-    probs = np.zeros((3, 8))
-    probs[0, [6, 3]] = [0.9, 0.1]  # neutral first, then happy -> happy
-    probs[1, [7, 0]] = [0.8, 0.2]  # contempt first, then angry -> angry
-    probs[2, [5, 1]] = [0.6, 0.4]  # surprise, but the truth is disgust
-    r = score(probs, np.array([3, 0, 1]), CLASSES[:6], FERPLUS_CLASSES)
-    assert r["n"] == 3 and r["accuracy"] == round(2 / 3, 4) and r["recall"] == {"angry": 1.0, "disgust": 0.0, "happy": 1.0}
-    # a 7-class model on FER+ majority labels: contempt faces (7) and dropped rows (-1) are not scored
-    p7 = np.eye(7)[[3, 3, 6, 0]]
-    r = score(p7, np.array([3, 7, 6, -1]), FERPLUS_CLASSES, CLASSES)
-    assert r["n"] == 2 and r["accuracy"] == 1.0 and "contempt" not in r["classes"]
-    # faces the detector missed (NaN rows) are left out
-    p7[1] = np.nan
-    assert score(p7, np.array([3, 3, 6, 0]), CLASSES, CLASSES)["n"] == 3
-
-
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory, detector, hopper_rgb, astronaut_rgb):
-    """A tiny ../shared/data: FER2013 CSV (gz), FER+ votes, the JPEG release (tar.gz) and ckplus48, from two faces."""
-    root = tmp_path_factory.mktemp("shared")
-    crops = {}
-    for label, rgb in ((6, hopper_rgb), (3, astronaut_rgb)):
-        face = detector.detect(rgb)[0]
-        crops[label] = cv2.cvtColor(detector.crop(rgb, face, 48), cv2.COLOR_RGB2GRAY)
-    (root / "fer2013").mkdir()
-    rows, votes, members = [], [], []
-    for i, usage in enumerate(["Training", "PublicTest", "PublicTest", "PrivateTest", "PrivateTest", "PrivateTest"]):
-        label = 6 if i % 2 else 3
-        img = np.roll(crops[label], i - 3, axis=1)
-        rows.append((label, " ".join(map(str, img.ravel())), usage))
-        votes.append("9,1,0,0,0,0,0,0,0,0" if label == 6 else "0,8,0,0,0,0,0,2,0,0")
-        members.append((f"{'train' if usage == 'Training' else 'test'}/{CLASSES[label]}/{usage}_{i}.jpg", img))
-    with gzip.open(root / "fer2013" / "fer2013_reconstructed.csv.gz", "wt", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["emotion", "pixels", "Usage"])
-        w.writerows(rows)
-    (root / "fer2013" / "fer2013new.csv").write_text(
-        "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF\n"
-        + "".join(f"{r[2]},fer{i:07d}.png,{v}\n" for i, (r, v) in enumerate(zip(rows, votes))))
-    with tarfile.open(root / "fer2013" / "fer2013_images.tar.gz", "w:gz") as tar:
-        for name, img in members:
-            buf = io.BytesIO()
-            Image.fromarray(img).save(buf, "JPEG", quality=75)
-            info = tarfile.TarInfo(name)
-            info.size = buf.tell()
-            buf.seek(0)
-            tar.addfile(info, buf)
-    ck = root / "ckplus48"
-    lines = ["file,subject,sequence,frame,ck_class,fer_label,fer_name,duplicate_of"]
-    for s, subject in enumerate(("S005", "S010", "S011", "S022")):
-        f = f"images/happy/{subject}_001_0000000{s}.png"
-        (ck / "images" / "happy").mkdir(parents=True, exist_ok=True)
-        Image.fromarray(crops[3]).save(ck / f)
-        lines.append(f"{f},{subject},001,0000000{s},happy,3,happy,")
-    (ck / "labels.csv").write_text("\n".join(lines) + "\n")
-    return root
-
-
-@pytest.fixture(scope="module")
-def model8(tmp_path_factory):
-    torch.manual_seed(0)
-    stats = LandmarkStats(np.zeros(1404, np.float32), np.ones(1404, np.float32))
-    return save_artifacts(tmp_path_factory.mktemp("m8"), FusionNet(FusionConfig(num_classes=8)).eval(), stats)
-
-
-def test_jpeg_release_reader_takes_one_split_with_folder_labels(shared):
-    images, labels = read_jpeg_release(shared / "fer2013" / "fer2013_images.tar.gz", "PrivateTest")
-    assert images.shape == (3, 48, 48) and sorted(labels.tolist()) == [3, 6, 6]
-
-
-def test_suite_scores_every_view_and_writes_the_report(shared, model8, capsys):
-    from fusion_fer import evaluate
-
-    suite = run_suite(model8, shared, SuiteConfig(detection_every_select=1))
-    rep, sel = suite["report"], suite["select"]
-    assert suite["model_classes"] == list(FERPLUS_CLASSES)
-    assert rep["fer2013_csv"]["n"] == rep["fer2013_jpeg"]["n"] == 3 and sel["fer2013_csv"]["n"] == 2
-    assert rep["ferplus"]["n"] == 3 and rep["ferplus_7"]["n"] == 3  # majority happy/neutral; the 2 contempt votes are outliers
-    assert rep["detection"]["faces"] == 3 and rep["detection"]["found"] == 1.0  # 4x upscaled faces on a grey border
-    assert rep["ckplus"]["n"] == 2 and sel["ckplus"]["n"] == 2 and rep["ckplus"]["subjects"] == 2  # halves by subject
-    assert set(rep["ckplus"]["classes"]) == set(CLASSES[:6])
-    assert 0 <= selection_score(suite, "fer2013") <= 1 and 0 <= selection_score(suite, "default") <= 2
-
-    # the command writes it into the model folder
-    assert evaluate.main(["--model", str(model8), "--suite", str(shared), "--suite-parts", "report"]) == 0
-    table = capsys.readouterr().out
-    assert "| FER+ majority | PrivateTest | 3 |" in table and "CK+48 | half B | 2" in table
-    metrics = json.loads((model8 / "metrics.json").read_text())
-    assert "report" in metrics["suite"] and "select" not in metrics["suite"]
-    assert (model8 / "suite.md").read_text() == table.rstrip("\n") + "\n" and (model8 / "suite.png").stat().st_size > 5000
-
-
-def test_suite_names_missing_files(tmp_path, model8, capsys):
-    from fusion_fer import evaluate
-
-    assert evaluate.main(["--model", str(model8), "--suite", str(tmp_path)]) == 2
-    assert "fer2013_reconstructed.csv.gz" in capsys.readouterr().err
+from fusion_fer.labels import FERPLUS_CLASSES
 
 
 def _views(ck_right_at_11: bool, fer_right_at_11: float):
     """Selection views made by hand: at zoom 1.0 every FER+ face is right and every CK+ face is called
     surprise; at zoom 1.1 the CK+ faces are right when `ck_right_at_11`, and a share of FER+ faces too."""
-    from fusion_fer.recipe import SelectionViews
+    from fusion_fer.research.recipe import SelectionViews
 
     rng = np.random.default_rng(0)
     yf = rng.integers(0, 7, 200)
@@ -141,7 +29,7 @@ def _views(ck_right_at_11: bool, fer_right_at_11: float):
 
 
 def test_recipe_rule_takes_a_better_framing_only_within_the_accuracy_floor():
-    from fusion_fer.recipe import RecipeConfig, choose_recipe, current_recipe
+    from fusion_fer.research.recipe import RecipeConfig, choose_recipe, current_recipe
 
     config = RecipeConfig(zoom_sets=((1.0,), (1.1,)))
 
@@ -163,7 +51,7 @@ def test_recipe_rule_takes_a_better_framing_only_within_the_accuracy_floor():
 
 
 def test_recipe_rule_replaces_a_current_recipe_it_cannot_trust_even_with_a_lower_score():
-    from fusion_fer.recipe import RecipeConfig, choose_recipe, current_recipe
+    from fusion_fer.research.recipe import RecipeConfig, choose_recipe, current_recipe
 
     config = RecipeConfig(zoom_sets=((1.0,), (1.1,)))
     v, costly = _views(True, 1.0), _views(True, 0.95)
@@ -184,7 +72,7 @@ def test_recipe_rule_replaces_a_current_recipe_it_cannot_trust_even_with_a_lower
 
 def test_recipe_offsets_fitted_on_one_half_are_checked_on_the_other():
     """FER+ faces that an angry-vs-disgust offset fixes on the fitting half and breaks on the guard half."""
-    from fusion_fer.recipe import RecipeConfig, SelectionViews, choose_recipe, current_recipe
+    from fusion_fer.research.recipe import RecipeConfig, SelectionViews, choose_recipe, current_recipe
 
     n = 200
     y = np.where(np.arange(n) % 2 == 0, 0, 1)  # fitting half: angry; guard half: disgust
@@ -204,7 +92,7 @@ def test_recipe_offsets_fitted_on_one_half_are_checked_on_the_other():
 
 def test_recipe_offsets_stay_within_their_bound():
     """CK+ faces called surprise, 0.05 to 1.1 log-units away from their own class: a wide bound fixes them all."""
-    from fusion_fer.recipe import RecipeConfig, SelectionViews, fit_offsets_both
+    from fusion_fer.research.recipe import RecipeConfig, SelectionViews, fit_offsets_both
 
     rng = np.random.default_rng(1)
     yf = rng.integers(0, 7, 200)
@@ -227,7 +115,7 @@ def test_recipe_offsets_stay_within_their_bound():
 def test_recipe_command_writes_the_chosen_recipe_into_the_folder(shared, model8, tmp_path, capsys):
     import shutil
 
-    from fusion_fer import recipe
+    from fusion_fer.research import recipe
     from fusion_fer.predict import load_predictor
 
     folder = tmp_path / "m"
@@ -243,8 +131,10 @@ def test_recipe_command_writes_the_chosen_recipe_into_the_folder(shared, model8,
     assert cfg["zooms"] == rec["chosen"]["zooms"] and cfg["class_bias"] == rec["chosen"]["bias"]
     assert cfg["recipe"] == recipe.RECIPE_PROVENANCE and load_predictor(folder).zooms == tuple(rec["chosen"]["zooms"])
     # run again: the recipe it wrote is now the admissible current one, and the same candidates cannot beat it by 0.01
-    assert recipe.main(["--model", str(folder), "--data", str(shared)]) == 0
-    again = json.loads((folder / "metrics.json").read_text())["recipe"]
-    assert again["current"]["admissible"] and not again["changed"]
+    # (without --apply nothing in the folder changes; --json keeps the candidates)
+    before = (folder / "metrics.json").read_text()
+    assert recipe.main(["--model", str(folder), "--data", str(shared), "--json", str(tmp_path / "again.json")]) == 0
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert again["current"]["admissible"] and not again["changed"] and (folder / "metrics.json").read_text() == before
     assert recipe.main(["--model", str(folder), "--data", str(tmp_path / "nothing")]) == 2
     assert "fer2013_reconstructed.csv.gz" in capsys.readouterr().err

@@ -1,6 +1,6 @@
 """Measures how FER2013 frames a face, relative to an MTCNN box, to calibrate `FaceConfig`'s crop.
 
-    python -m fusion_fer.calibrate --data ../shared/data/fer2013/fer2013_reconstructed.csv.gz
+    python -m fusion_fer.research.calibrate --data ../shared/data/fer2013/fer2013_reconstructed.csv.gz
 
 FER2013 faces are 48x48 crops whose framing was fixed by its authors' own face registration.
 We upscale each training face 4x, put a grey border around it (MTCNN needs context to find a
@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .data import SPLITS, read_fer2013_csv
-from .faces import FaceConfig, FaceDetector
+from ..faces import FaceConfig, FaceDetector
 
 
 def measure(images: np.ndarray, detector: FaceDetector, upscale: int = 4, pad: float = 0.5) -> dict:

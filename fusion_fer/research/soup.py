@@ -1,13 +1,13 @@
 """A model soup: the uniform average of the weights of training runs fine-tuned from one starting point.
 
-    python -m fusion_fer.soup --run runs/a --run runs/b --out runs/soup
-    python -m fusion_fer.evaluate --run runs/soup --data cache/fer2013 --export my_model
+    python -m fusion_fer.research.soup --run runs/a --run runs/b --out runs/soup
+    python -m fusion_fer.research.export --run runs/soup --data cache/fer2013 --out my_model
 
 Networks fine-tuned from the same weights (different seeds, say) stay in one basin of the loss, so
 their average is a network as good as each, often better on data unlike the training set (Wortsman et
 al. 2022, "Model soups"), and it costs nothing at inference: it is still one network. The soup is
 written as a run folder (best.pt; args.json and stats.json of the first run; summary.json naming the ingredients), so
-everything that reads a run (evaluate --export, train.py --init) reads it.
+everything that reads a run (export, train.py --init) reads it.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from ..artifacts import ArtifactError, refuse_shipped
 from .training import load_run_model
 
 
@@ -76,8 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="the soup's run folder")
     args = p.parse_args(argv)
     try:
+        refuse_shipped(args.out, "soup")
         summary = make_soup(args.run, args.out)
-    except SoupError as err:
+    except (ArtifactError, SoupError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"{args.out}: the average of {len(summary['soup_of'])} runs ({', '.join(summary['soup_of'])})")

@@ -1,0 +1,116 @@
+"""Export: the one way a model folder is made or replaced (it writes through `fusion_fer.artifacts`).
+
+    # a training run -> a model folder the app loads (evaluated on PrivateTest on the way)
+    python -m fusion_fer.research.export --run runs/ferplus --data cache/fer2013 --out runs/export/ferplus [--blind]
+    # a model folder (and a cross-dataset report from `evaluate --suite`) -> a shipped model
+    python -m fusion_fer.research.export --model runs/export/ferplus --report reports/ferplus --out artifacts/ferplus --ship
+
+Writing into `artifacts/` needs `--ship`. A shipped folder's card (README.md) is kept; its config.json
+keeps the names of the runs it came from, not their paths.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..artifacts import ArtifactError, copy_model, is_shipped, refuse_shipped, resolve_model, save_artifacts, update_model
+from .evaluate import metrics_for, parse_zooms, plot_confusion, print_metrics
+
+# What a cross-dataset report folder adds to a model folder (metrics.json's "suite" section is merged).
+REPORT_FILES = ("suite.md", "suite.png")
+
+
+def export_run(run: str | Path, data: str | Path, out: str | Path, zooms=None, ship: bool = False, device: str = "cpu") -> dict:
+    """Evaluates a training run on PrivateTest and writes it as a model folder: weights, config.json
+    (temperature and class offsets fitted on PublicTest), metrics.json, confusion matrix, training curves and log.
+
+    Returns:
+        the metrics.
+    """
+    from .prepare import load_cache
+    from .training import load_run_model
+
+    if not ship:
+        refuse_shipped(out, "export without --ship")
+    run, out = Path(run), Path(out)
+    model, stats, tcfg = load_run_model(run, device)
+    zooms = parse_zooms(zooms) if isinstance(zooms, str) else zooms
+    metrics, zooms = metrics_for(model, stats, load_cache(data), tcfg.labels, zooms or (1.0,), device)
+    summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
+    metrics["training"] = {**summary, "log": "training_log.csv"}
+    training = {**json.loads((run / "args.json").read_text()), **metrics["training"]}
+    save_artifacts(out, model, stats, temperature=metrics["calibration"]["temperature"],
+                   extra={"training": training, "class_bias": list(metrics["class_bias"]["values"].values()),
+                          "zooms": list(zooms)})
+    confusion = run / "confusion_matrix.png"  # drawn in the run folder, then copied in with the rest
+    plot_confusion(metrics["with_flip"]["confusion_matrix"], confusion,
+                   f"PrivateTest, flip-averaged: accuracy {metrics['with_flip']['accuracy']:.3f}")
+    files = {"confusion_matrix.png": confusion}
+    for name, dest in (("curves.png", "training_curves.png"), ("log.csv", "training_log.csv")):
+        if (run / name).exists():
+            files[dest] = run / name
+    update_model(out, metrics=metrics, files=files, ship=ship)
+    return metrics
+
+
+def export_model(model: str | Path, out: str | Path, report: str | Path | None = None, ship: bool = False) -> Path:
+    """Copies a model folder to `out` (unless it is `out`), with a cross-dataset report folder merged in.
+
+    A card already in `out` is kept (it is written by people); the source's card is copied otherwise.
+    """
+    if not ship:
+        refuse_shipped(out, "export without --ship")
+    src, out = resolve_model(model), Path(out)
+    if src.resolve() != out.resolve():
+        copy_model(src, out, ship=ship)
+    else:  # in place: only what export adds (portable settings, a report)
+        update_model(out, config={}, metrics={}, ship=ship)
+    if report:
+        report = Path(report)
+        suite = json.loads((report / "metrics.json").read_text()).get("suite") if (report / "metrics.json").is_file() else None
+        if suite is None:
+            raise ArtifactError(f"{report}: no cross-dataset report (run python -m fusion_fer.research.evaluate --suite)")
+        update_model(out, metrics={"suite": suite}, files={n: report / n for n in REPORT_FILES if (report / n).is_file()},
+                     ship=ship)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--run", help="a training run folder (best.pt)")
+    src.add_argument("--model", help="a model folder or a shipped name")
+    p.add_argument("--out", required=True, help="the model folder to write (a folder in artifacts/ needs --ship)")
+    p.add_argument("--data", help="with --run: the prepared cache it is evaluated on (PrivateTest)")
+    p.add_argument("--report", help="with --model: a report folder from `evaluate --suite --out DIR`, merged in")
+    p.add_argument("--ship", action="store_true", help="allow writing a shipped model in artifacts/")
+    p.add_argument("--blind", action="store_true", help="print no PrivateTest figures (they are still written): for "
+                   "exporting a candidate that a rule on the selection data has yet to choose")
+    p.add_argument("--zooms", default=None, help="with --run: test-time framings, e.g. '1.0 1.1', or 'auto' (chosen on PublicTest)")
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args(argv)
+    if args.run and not args.data:
+        p.error("--run needs --data (a prepared cache)")
+    if args.ship and not is_shipped(args.out):
+        p.error(f"--ship is for folders in artifacts/, and {args.out} is not one")
+    try:
+        if args.run:
+            metrics = export_run(args.run, args.data, args.out, args.zooms, args.ship, args.device)
+        else:
+            export_model(args.model, args.out, args.report, args.ship)
+    except ArtifactError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.run and args.blind:
+        print(f"{args.out}: PrivateTest figures written, not printed (--blind); "
+              f"temperature {metrics['calibration']['temperature']:.3f}, class offsets fitted on PublicTest")
+    elif args.run:
+        print_metrics(metrics, metrics["labels"])
+    print(f"model folder written: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""Helpers for the tests and benchmarks (never imported by the product): the app on a free port, assembled
+group photos with known face boxes, and a fake-camera clip for Chromium."""
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from fusion_fer.samples import astronaut, grace_hopper
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def running_app(workdir: str | os.PathLike | None = None, timeout: float = 240.0,
+                env: dict | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Runs the checkout's `python app.py` on 127.0.0.1 at a free port, for tests and benchmarks.
+
+    Args:
+        workdir: its working directory (default: a new temporary one); its output goes to app.log there.
+        timeout: seconds to wait for the first answer.
+        env: extra environment variables.
+
+    Yields:
+        (url, process) once the page answers; the process is stopped on exit.
+
+    Raises:
+        RuntimeError: the app exited or did not answer in time (with the end of its log).
+    """
+    import socket
+    import sys
+    import tempfile
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cwd = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="fusion_fer_app_"))
+    full_env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
+                "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", **(env or {})}
+    app = ROOT / "app.py"
+    with open(cwd / "app.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, str(app)], cwd=cwd, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.time() + timeout
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError(f"app did not start: {(cwd / 'app.log').read_text()[-3000:]}") from None
+                time.sleep(0.5)
+        yield url, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+#: MTCNN's face box on each sample portrait (x1, y1, x2, y2 in the photo's pixels), measured once with
+#: the default FaceDetector: the ground truth that `group_photo` moves along with the pixels.
+PORTRAIT_FACES = {"grace_hopper": (175.3, 112.1, 352.6, 327.7), "astronaut": (180.5, 65.4, 265.3, 173.3)}
+
+
+def group_photo(kind: str = "crowd", seed: int = 0, size: tuple[int, int] = (1600, 1000)):
+    """An assembled group photo with known face boxes, for measuring detection recall.
+
+    Head-and-shoulders cut-outs of the two sample portraits, mirrored, rescaled and re-lit at random,
+    on a random background:
+    - "crowd": 7 to 9 faces of 40 to 170 px, none touching;
+    - "edges": one face cut by each edge of the frame (30 to 50 % of the face outside), plus two inside;
+    - "closeup": one face whose box is 80 % of the frame's height (a selfie), cut by the frame;
+    - "selfie": a large foreground face cut by a bottom corner, and 5 smaller faces behind.
+
+    Returns:
+        (rgb (H, W, 3) uint8, boxes: list of (x1, y1, x2, y2) face boxes clipped to the frame).
+    """
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    if kind not in ("crowd", "edges", "closeup", "selfie"):
+        raise ValueError(f"Invalid kind {kind!r}. Only crowd, edges, closeup and selfie are supported.")
+    rng = np.random.default_rng(seed)
+    w, h = size
+    canvas = np.empty((h, w, 3), np.uint8)
+    canvas[:] = rng.integers(40, 215, 3)
+    canvas = np.clip(canvas.astype(np.int16) + rng.integers(-12, 13, (h, w, 1)), 0, 255).astype(np.uint8)
+    sources = []
+    for name, path in (("grace_hopper", grace_hopper()), ("astronaut", astronaut())):
+        img = np.asarray(Image.open(path).convert("RGB"))
+        x1, y1, x2, y2 = PORTRAIT_FACES[name]
+        fw, fh = x2 - x1, y2 - y1
+        # head and shoulders: 1.1 face widths either side, 0.9 face heights above, 1.6 below
+        cx0, cy0 = int(max(0, x1 - 1.1 * fw)), int(max(0, y1 - 0.9 * fh))
+        cx1, cy1 = int(min(img.shape[1], x2 + 1.1 * fw)), int(min(img.shape[0], y2 + 1.6 * fh))
+        sources.append((img[cy0:cy1, cx0:cx1], (x1 - cx0, y1 - cy0, x2 - cx0, y2 - cy0)))
+    boxes: list[tuple[float, float, float, float]] = []
+    taken: list[tuple[int, int, int, int]] = []
+
+    def paste(face_w: float, fx: float, fy: float) -> None:
+        """Puts a portrait whose face box is face_w wide with its top-left corner at (fx, fy)."""
+        src, (bx1, by1, bx2, by2) = sources[int(rng.integers(0, len(sources)))]
+        s = face_w / (bx2 - bx1)
+        tile = cv2.resize(src, (max(1, round(src.shape[1] * s)), max(1, round(src.shape[0] * s))),
+                          interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
+        box = [bx1 * s, by1 * s, bx2 * s, by2 * s]
+        if rng.random() < 0.5:
+            tile = tile[:, ::-1]
+            box = [tile.shape[1] - box[2], box[1], tile.shape[1] - box[0], box[3]]
+        tile = np.clip(tile.astype(np.float32) * rng.uniform(0.7, 1.25) + rng.uniform(-20, 20), 0, 255).astype(np.uint8)
+        ox, oy = round(fx - box[0]), round(fy - box[1])
+        x0, y0 = max(0, ox), max(0, oy)
+        x1_, y1_ = min(w, ox + tile.shape[1]), min(h, oy + tile.shape[0])
+        if x1_ <= x0 or y1_ <= y0:
+            return
+        canvas[y0:y1_, x0:x1_] = tile[y0 - oy:y1_ - oy, x0 - ox:x1_ - ox]
+        fb = (box[0] + ox, box[1] + oy, box[2] + ox, box[3] + oy)
+        # a face pasted later may hide part of one pasted before: keep only boxes mostly visible
+        for k, b in enumerate(boxes):
+            ix = max(0.0, min(b[2], x1_) - max(b[0], x0))
+            iy = max(0.0, min(b[3], y1_) - max(b[1], y0))
+            if ix * iy > 0.3 * (b[2] - b[0]) * (b[3] - b[1]):
+                boxes[k] = (-1, -1, -1, -1)
+        boxes.append((max(0.0, fb[0]), max(0.0, fb[1]), min(float(w), fb[2]), min(float(h), fb[3])))
+        taken.append((x0, y0, x1_, y1_))
+
+    def free_spot(face_w: float) -> tuple[float, float] | None:
+        for _ in range(200):
+            fx, fy = rng.uniform(0.02 * w, w - 1.6 * face_w), rng.uniform(0.02 * h, h - 1.8 * face_w)
+            r = (fx - 1.2 * face_w, fy - face_w, fx + 2.2 * face_w, fy + 2.6 * face_w)
+            if all(r[2] < t[0] or r[0] > t[2] or r[3] < t[1] or r[1] > t[3] for t in taken):
+                return fx, fy
+        return None
+
+    if kind == "crowd":
+        for face_w in sorted(rng.uniform(40, 170, int(rng.integers(7, 10))), reverse=True):
+            spot = free_spot(face_w)
+            if spot:
+                paste(face_w, *spot)
+    elif kind == "edges":
+        for edge in rng.permutation(4):
+            face_w = rng.uniform(90, 180)
+            out = rng.uniform(0.3, 0.5) * face_w
+            along = rng.uniform(0.25, 0.7)
+            fx, fy = {0: (-out, along * h), 1: (w - face_w + out, along * h),
+                      2: (along * w, -out * 1.2), 3: (along * w, h - 1.2 * face_w + out * 1.2)}[int(edge)]
+            paste(face_w, fx, fy)
+        for _ in range(2):
+            face_w = rng.uniform(60, 140)
+            spot = free_spot(face_w)
+            if spot:
+                paste(face_w, *spot)
+    elif kind == "closeup":
+        face_h = 0.8 * h
+        face_w = face_h * 0.82
+        paste(face_w, rng.uniform(0.1, 0.5) * (w - face_w), 0.12 * h)
+    else:  # selfie
+        for _ in range(5):
+            face_w = rng.uniform(60, 130)
+            spot = free_spot(face_w)
+            if spot:
+                paste(face_w, *spot)
+        face_w = rng.uniform(0.35, 0.45) * h
+        left = rng.random() < 0.5  # a corner: about a third of the face outside the side, a quarter below
+        paste(face_w, -0.3 * face_w if left else w - 0.7 * face_w, h - 0.85 * face_w)
+    kept = [b for b in boxes if b[0] >= 0 and (b[2] - b[0]) * (b[3] - b[1]) > 0]
+    return canvas, kept
+
+
+def write_y4m(path: str | Path, rgb, frames: int = 30, size: tuple[int, int] = (640, 480)) -> Path:
+    """A short clip of the photo drifting a few pixels, as Chromium's fake camera reads it
+    (`--use-file-for-fake-video-capture=PATH`): the browser test and the soak benchmark stream it."""
+    import cv2
+    import numpy as np
+
+    w, h = size
+    scale = min(w / rgb.shape[1], h / rgb.shape[0]) * 0.9
+    face = cv2.resize(rgb, (int(rgb.shape[1] * scale) // 2 * 2, int(rgb.shape[0] * scale) // 2 * 2))
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{w} H{h} F10:1 Ip A1:1 C420jpeg\n".encode())
+        for i in range(frames):
+            canvas = np.full((h, w, 3), 50, np.uint8)
+            x = (w - face.shape[1]) // 2 + int(8 * np.sin(i / 4))
+            y = (h - face.shape[0]) // 2
+            canvas[y:y + face.shape[0], x:x + face.shape[1]] = face
+            f.write(b"FRAME\n" + cv2.cvtColor(canvas, cv2.COLOR_RGB2YUV_I420).tobytes())
+    return Path(path)

@@ -1,0 +1,108 @@
+"""research/export.py: the one writer of model folders."""
+from __future__ import annotations
+
+import json
+
+from fusion_fer.research.prepare import load_cache
+from fusion_fer.research.training import TrainConfig, train
+
+from .conftest import SMALL
+
+
+def test_test_time_framings_are_chosen_on_publictest_and_travel_with_the_model(tiny_cache, tmp_path, capsys):
+    from fusion_fer.research import evaluate, export
+    from fusion_fer.predict import load_predictor
+    from fusion_fer.research.training import load_run_model
+
+    cache = load_cache(tiny_cache)
+    train(cache, tmp_path / "run", TrainConfig(epochs=1, batch_size=4, bf16=False, model=SMALL), progress=False)
+    model, stats, _ = load_run_model(tmp_path / "run")
+    choice = evaluate.select_zooms(model, stats, cache)
+    acc = choice["public_test_accuracy"]
+    assert set(acc) == {"1.0", "1.0 1.1", "0.9 1.0", "0.9 1.0 1.1"}
+    best = max(acc, key=acc.get)
+    assert choice["chosen"] == ([float(z) for z in best.split()] if acc[best] - acc["1.0"] >= evaluate.ZOOM_MIN_GAIN else [1.0])
+    # a fixed set is stored in the exported config.json and the Predictor averages those framings
+    # --blind: a candidate's export prints nothing about PrivateTest, but its metrics.json has the report
+    capsys.readouterr()
+    assert export.main(["--run", str(tmp_path / "run"), "--data", str(tiny_cache), "--zooms", "0.9 1.0",
+                        "--out", str(tmp_path / "model"), "--blind"]) == 0
+    out = capsys.readouterr().out
+    assert "PrivateTest" in out and "not printed" in out and "accuracy" not in out and "recall" not in out
+    assert "accuracy" in json.loads((tmp_path / "model" / "metrics.json").read_text())["with_flip"]
+    p = load_predictor(tmp_path / "model")
+    assert p.zooms == (0.9, 1.0)
+    two = p.predict(cache.images[0], detect=False)[0].probs
+    p.zooms = (1.0,)
+    one = p.predict(cache.images[0], detect=False)[0].probs
+    assert max(abs(two[c] - one[c]) for c in one) > 1e-4  # the extra framing changes the answer
+
+
+def _tree(folder):
+    return {str(f.relative_to(folder)): (f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(folder.rglob("*")) if f.is_file()}
+
+
+def test_research_commands_refuse_shipped_models(tiny_cache, tmp_path, capsys):
+    """Only export --ship writes into artifacts/: training, soups, recipes, reports and a plain export are
+    refused with a message that says where to write instead, and the shipped folders stay as they were."""
+    import pytest
+
+    import train as train_cli
+    from fusion_fer.artifacts import DEFAULT_DIR, ArtifactError, update_model
+    from fusion_fer.research import evaluate, export, recipe, soup
+
+    before = _tree(DEFAULT_DIR)
+    train(load_cache(tiny_cache), tmp_path / "run", TrainConfig(epochs=1, batch_size=4, bf16=False, model=SMALL), progress=False)
+    run = str(tmp_path / "run")
+    capsys.readouterr()
+    for argv in (["--run", run, "--data", str(tiny_cache), "--out", str(DEFAULT_DIR / "ferplus")],
+                 ["--run", run, "--data", str(tiny_cache), "--out", str(DEFAULT_DIR / "brand_new")]):
+        assert export.main(argv) == 2
+        assert "does not write shipped models" in capsys.readouterr().err
+    assert recipe.main(["--model", "ferplus", "--data", str(tmp_path), "--apply"]) == 2
+    assert "recipe --apply does not write shipped models" in capsys.readouterr().err
+    assert soup.main(["--run", run, "--run", run, "--out", str(DEFAULT_DIR / "soup")]) == 2
+    assert evaluate.main(["--model", "fer2013", "--suite", str(tmp_path), "--out", str(DEFAULT_DIR / "fer2013")]) == 2
+    assert "only export writes" in capsys.readouterr().err
+    args = train_cli.get_args_parser().parse_args(["--data", str(tiny_cache), "--out", str(DEFAULT_DIR / "x"), "--epochs", "1"])
+    assert train_cli.main(args) == 2 and "train.py does not write shipped models" in capsys.readouterr().err
+    with pytest.raises(ArtifactError, match="shipped"):
+        update_model(DEFAULT_DIR / "ferplus", metrics={"x": 1})
+    with pytest.raises(SystemExit):  # --ship outside artifacts/ is a usage error
+        export.main(["--model", "ferplus", "--out", str(tmp_path / "m"), "--ship"])
+    assert _tree(DEFAULT_DIR) == before
+
+
+def test_export_ships_a_model_with_its_report_card_and_no_local_paths(tiny_cache, tmp_path, monkeypatch):
+    """A run -> an export folder -> a (stand-in) shipped folder with a report merged in: config.json names the
+    run it started from without its path, a card already there is kept, and the report's files arrive."""
+    from fusion_fer import artifacts
+    from fusion_fer.predict import load_predictor
+    from fusion_fer.research import export
+
+    cache = load_cache(tiny_cache)
+    train(cache, tmp_path / "start", TrainConfig(epochs=1, batch_size=4, bf16=False, model=SMALL), progress=False)
+    train(cache, tmp_path / "tune", TrainConfig(epochs=1, batch_size=4, bf16=False, model=SMALL, init=str(tmp_path / "start")),
+          progress=False)
+    assert export.main(["--run", str(tmp_path / "tune"), "--data", str(tiny_cache), "--out", str(tmp_path / "cand")]) == 0
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "metrics.json").write_text(json.dumps({"suite": {"report": {"x": 1}}}))
+    (report / "suite.md").write_text("# a report\n")
+    shipped = tmp_path / "artifacts"
+    (shipped / "mine").mkdir(parents=True)
+    (shipped / "mine" / "README.md").write_text("# mine: a card written by people\n")
+    monkeypatch.setattr(artifacts, "DEFAULT_DIR", shipped)
+    assert export.main(["--model", str(tmp_path / "cand"), "--out", str(shipped / "mine")]) == 2  # no --ship
+    assert export.main(["--model", str(tmp_path / "cand"), "--report", str(report), "--out", str(shipped / "mine"), "--ship"]) == 0
+    folder = shipped / "mine"
+    config = json.loads((folder / "config.json").read_text())
+    assert config["training"]["init"] == "start" and str(tmp_path) not in (folder / "config.json").read_text()
+    assert str(tmp_path) not in (folder / "metrics.json").read_text()
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["suite"] == {"report": {"x": 1}} and "with_flip" in metrics
+    assert (folder / "README.md").read_text().startswith("# mine: a card") and (folder / "suite.md").read_text() == "# a report\n"
+    assert (folder / "training_log.csv").is_file() and (folder / "confusion_matrix.png").is_file()
+    one = load_predictor(folder).predict(cache.images[0], detect=False)[0].probs
+    two = load_predictor(tmp_path / "cand").predict(cache.images[0], detect=False)[0].probs
+    assert one == two
