@@ -31,10 +31,12 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="FER2013 labels, FER+ majority labels (7 classes), or FER+ vote distributions over 8 classes (adds contempt)")
     p.add_argument("--init", default=None, help="fine-tune from this model folder (e.g. artifacts) or run folder")
     p.add_argument("--robust", action="store_true",
-                   help="robustness augmentation: wider framing jitter, low resolution, blur, gamma, noise, JPEG (transforms.ROBUST)")
+                   help="robustness augmentation: wider framing jitter, low resolution, blur, gamma, noise, JPEG (fusion_fer.research.augment.ROBUST)")
     p.add_argument("--jpeg", type=float, default=None, metavar="P",
                    help="also re-encode this share of training faces as JPEG (quality 30-95), on top of the chosen "
                         "augmentation: for models that will mostly see JPEG photos")
+    p.add_argument("--sharpen", type=float, default=None, metavar="P",
+                   help="sharpen a share P of training faces (unsharp mask), so that sharp photos look familiar")
     p.add_argument("--warmup-epochs", type=float, default=2.0)
     p.add_argument("--ferplus", default=None, help="FER+ fer2013new.csv (when --data is a CSV and --labels ferplus)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to train (auto: CUDA if available)")
@@ -57,12 +59,16 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def augment_config(args: argparse.Namespace) -> AugmentConfig:
-    """The training augmentation that --robust and --jpeg ask for."""
+    """The training augmentation that --robust, --jpeg and --sharpen ask for."""
     preset = dict(ROBUST) if args.robust else {}
     if args.jpeg is not None:
         if not 0.0 <= args.jpeg <= 1.0:
             raise ValueError(f"--jpeg is a probability between 0 and 1, not {args.jpeg}")
         preset["jpeg_p"] = args.jpeg
+    if args.sharpen is not None:
+        if not 0.0 <= args.sharpen <= 1.0:
+            raise ValueError(f"--sharpen is a probability between 0 and 1, not {args.sharpen}")
+        preset["sharpen_p"] = args.sharpen
     return AugmentConfig(**preset)
 
 

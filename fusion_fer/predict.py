@@ -18,7 +18,7 @@ from .faces import Face, FaceConfig, FaceDetector, as_rgb_array, crop_face, resi
 from .imageio import ImageInput, load_image_scaled
 from .landmarks import FaceMesh, MeshConfig
 from .model import flip_average
-from .transforms import guide_grid, images_to_tensor, landmark_features, zoom_view
+from .transforms import guide_grid, images_to_tensor, landmark_features, soften, zoom_view
 
 
 @dataclass
@@ -83,6 +83,7 @@ class Predictor:
         self.class_bias = torch.tensor(self.config.get("class_bias", [0.0] * len(self.classes)), dtype=torch.float32)
         self.flip = flip
         self.zooms = tuple(self.config.get("zooms", [1.0]))  # test-time framings (evaluate --zooms auto, or recipe.py)
+        self.soften = float(self.config.get("soften", 0.0))  # Gaussian sigma in crop pixels before the network (research.select)
         self.face_config = FaceConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in self.config["face"].items()})
         self.crop_size = 48  # the cache's crop size: the mesh runs on what training's mesh saw
         mesh_config = MeshConfig(**self.config["mesh"])
@@ -111,19 +112,26 @@ class Predictor:
         Raises:
             ImageLoadError: the input is not a readable image.
         """
+        if not detect:
+            rgb = as_rgb_array(image)
+            return self._classify([to_gray(rgb)], [_whole_image(rgb)], whole_image=True)
+        faces, crops, scale = self.face_crops(image, detect_max_side, min_face_fraction, urgent)
+        if not faces:
+            return []
+        return [r.scaled(1 / scale) for r in self._classify(crops, faces, urgent=urgent)]
+
+    def face_crops(self, image: ImageInput, detect_max_side: int | None = None, min_face_fraction: float | None = None,
+                   urgent: bool = False) -> tuple[list[Face], list[np.ndarray], float]:
+        """The detection half of `predict`: every face (largest first) and its grey crop as the network's
+        preprocessing sees it, and the scale the image was decoded at (boxes are in those pixels)."""
         scale = 1.0
-        if detect and isinstance(image, (str, os.PathLike, bytes, bytearray)):
+        if isinstance(image, (str, os.PathLike, bytes, bytearray)):
             img, scale = load_image_scaled(image, detect_max_side or self.face_config.detect_max_side)
             rgb = np.asarray(img)
         else:
             rgb = as_rgb_array(image)  # webcam frames skip a copy
-        if not detect:
-            return self._classify([to_gray(rgb)], [_whole_image(rgb)], whole_image=True)
         faces = self.detector.detect(rgb, max_side=detect_max_side, min_face_fraction=min_face_fraction, urgent=urgent)
-        if not faces:
-            return []
-        crops = [to_gray(crop_face(rgb, f, self.crop_size, self.face_config)) for f in faces]
-        return [r.scaled(1 / scale) for r in self._classify(crops, faces, urgent=urgent)]
+        return faces, [to_gray(crop_face(rgb, f, self.crop_size, self.face_config)) for f in faces], scale
 
     def predict_batch(self, images: list[ImageInput], detect: bool = False) -> list[list[FaceResult]]:
         """Predicts many images; with detect=False (face crops) all go through the model in one batch."""
@@ -146,7 +154,8 @@ class Predictor:
         size = self.crop_size
         crops = np.stack([resize_gray(g, size) for g in grays])
         points, found = self.mesh_points(crops, urgent=urgent)
-        logp = log_probs(self.model, crops, points, found, self.stats, self.device, flip=self.flip, zooms=self.zooms)
+        logp = log_probs(self.model, crops, points, found, self.stats, self.device, flip=self.flip, zooms=self.zooms,
+                         soften_sigma=self.soften)
         probs = torch.softmax((logp.cpu() + self.class_bias) / self.temperature, dim=1).numpy()
         results = []
         for i, face in enumerate(faces):
@@ -187,12 +196,13 @@ def _points_to_image(points: np.ndarray, face: Face, size: int, config: FaceConf
 
 @torch.inference_mode()
 def log_probs(model, crops: np.ndarray, points: np.ndarray, found: np.ndarray, stats, device: torch.device,
-              flip: bool = True, bf16: bool = False, zooms: tuple[float, ...] = (1.0,)) -> torch.Tensor:
+              flip: bool = True, bf16: bool = False, zooms: tuple[float, ...] = (1.0,), soften_sigma: float = 0.0) -> torch.Tensor:
     """The eval preset and the model, shared by serving and evaluation.
 
     Args:
         crops: (B, S, S) uint8 grey face crops; points: (B, 468, 3) crop-unit landmarks; found: (B,) bool.
         zooms: framings to average (`transforms.zoom_view`), each with its mirror when `flip`.
+        soften_sigma: blur the crops the network sees (not the mesh) by this Gaussian sigma, in crop pixels.
 
     Returns:
         (B, classes) float32 log-probabilities, averaged over the framings (and flips).
@@ -201,9 +211,9 @@ def log_probs(model, crops: np.ndarray, points: np.ndarray, found: np.ndarray, s
         views = [zoom_view(crops, points, z) for z in zooms]
         n = len(crops)
         logp = log_probs(model, np.concatenate([v[0] for v in views]), np.concatenate([v[1] for v in views]),
-                         np.concatenate([found] * len(zooms)), stats, device, flip=flip, bf16=bf16)
+                         np.concatenate([found] * len(zooms)), stats, device, flip=flip, bf16=bf16, soften_sigma=soften_sigma)
         return torch.log(torch.exp(logp).reshape(len(zooms), n, -1).mean(0))
-    x = images_to_tensor(crops, model.config.image_size).to(device).contiguous(memory_format=torch.channels_last)
+    x = images_to_tensor(soften(crops, soften_sigma), model.config.image_size).to(device).contiguous(memory_format=torch.channels_last)
     z, zm = landmark_features(points, found, stats)
     zt, zmt, ft = (torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in (z, zm, found))
     g = guide_grid(points, model.config.guide_points).to(device) if model.config.uses_points else None

@@ -93,3 +93,15 @@ def zoom_view(crops: np.ndarray, points: np.ndarray, zoom: float) -> tuple[np.nd
     x = warp_images(torch.as_tensor(crops).float().unsqueeze(1), theta)
     pts = warp_points(torch.as_tensor(points).float(), theta, torch.zeros(b, dtype=torch.bool))
     return x[:, 0].round().clamp(0, 255).to(torch.uint8).numpy(), pts.numpy()
+
+
+def soften(crops: np.ndarray, sigma: float) -> np.ndarray:
+    """(B, S, S) uint8 grey crops blurred by a Gaussian of `sigma` pixels (0: unchanged).
+
+    FER2013's faces are soft, low-resolution web images; a crop of a sharp photo can be made to look
+    like them at test time (a model folder's `soften`)."""
+    if sigma <= 0:
+        return crops
+    import cv2
+
+    return np.stack([cv2.GaussianBlur(c, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE) for c in crops])

@@ -194,3 +194,18 @@ def test_shipped_models_answer_as_before_on_the_sample_photos():
             for face, want in zip(got, expected[name]):
                 assert np.allclose(face.box, want["box"], atol=1.0), (model, name)
                 assert max(abs(face.probs[c] - p) for c, p in want["probs"].items()) < 2e-3, (model, name)
+
+
+def test_a_model_folder_can_soften_the_crops_it_reads(model_dir, tmp_path, hopper_rgb):
+    """`soften` in config.json blurs what the network sees (not the mesh): the landmarks stay, the answer moves."""
+    import json
+    import shutil
+
+    soft = tmp_path / "soft"
+    shutil.copytree(model_dir, soft)
+    cfg = json.loads((soft / "config.json").read_text())
+    (soft / "config.json").write_text(json.dumps({**cfg, "soften": 1.5}))
+    sharp, blurred = load_predictor(model_dir).predict(hopper_rgb)[0], load_predictor(soft).predict(hopper_rgb)[0]
+    assert load_predictor(soft).soften == 1.5 and load_predictor(model_dir).soften == 0.0
+    assert np.array_equal(sharp.landmarks, blurred.landmarks) and sharp.box == blurred.box
+    assert max(abs(sharp.probs[c] - blurred.probs[c]) for c in sharp.probs) > 1e-4

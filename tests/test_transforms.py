@@ -63,3 +63,15 @@ def test_zoom_view_moves_the_landmarks_with_the_pixels():
         assert abs(x - (15 - (24 - 15.5) * (zoom - 1))) < 1e-3  # moved away from the centre by the zoom
         assert c[0, int(round(y)), int(round(x))] > 150  # the dot is where the landmark went
         assert np.allclose(p[0, 0, :2], 0.5)  # the centre stays
+
+
+def test_soften_blurs_what_the_network_sees_and_zero_leaves_it_alone():
+    from fusion_fer.transforms import soften
+
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, (3, 48, 48)).astype(np.uint8)
+    assert soften(crops, 0.0) is crops
+    soft = soften(crops, 1.0)
+    edges = lambda x: np.abs(np.diff(x.astype(float), axis=-1)).mean()  # noqa: E731
+    assert soft.shape == crops.shape and soft.dtype == np.uint8
+    assert edges(soft) < 0.5 * edges(crops) and abs(soft.mean() - crops.mean()) < 2

@@ -100,8 +100,9 @@ def compare(runs: dict[str, str], cache, baseline: str, device: str = "cpu") -> 
 
 
 def compare_ckplus(runs: dict[str, str], root: str, baseline: str, device: str = "cpu", half: str = "B") -> dict:
-    """Every model on CK+48 `half` (flip-averaged, argmax over the 6 CK+ classes), with paired differences
-    from `baseline` bootstrapped over sequences."""
+    """Every model on CK+48 `half` (flip-averaged; the answer a user sees, the argmax over all of a model's
+    classes), on the faces of the 6 classes every model has, with paired differences from `baseline`
+    bootstrapped over sequences."""
     import torch
 
     from .data import CLASSES, read_ckplus
@@ -109,19 +110,19 @@ def compare_ckplus(runs: dict[str, str], root: str, baseline: str, device: str =
     from ..predict import log_probs
 
     ck = read_ckplus(root)
-    keep = ck.half == half
+    keep = (ck.half == half) & (ck.labels != ck.CLASSES.index("contempt"))  # FER-class faces: index k is CLASSES[k]
     images, y, seqs = ck.images[keep], ck.labels[keep], ck.sequences[keep]
     mesh = FaceMesh()
     pts = [mesh(im) for im in images]
     found = np.array([q is not None for q in pts])
     points = np.stack([q if q is not None else np.zeros((468, 3), np.float32) for q in pts])
-    cols = [CLASSES.index(c) for c in ck.CLASSES]
+    cols = [CLASSES.index(c) for c in ck.CLASSES if c in CLASSES]
     rows, correct = {}, {}
     for name, path in runs.items():
         model, stats, _, epochs = load_model_or_run(path, device)
         with torch.inference_mode():
             logp = log_probs(model, images, points, found, stats, torch.device(device)).cpu().numpy()
-        pred = np.array(cols)[logp[:, cols].argmax(1)]
+        pred = logp.argmax(1)
         correct[name] = pred == y
         recall = {c: round(float((pred[y == k] == k).mean()), 4) for c, k in zip(ck.CLASSES, cols) if (y == k).any()}
         rows[name] = {"path": str(path), "epochs": epochs, "accuracy": round(float(correct[name].mean()), 4),
@@ -131,7 +132,8 @@ def compare_ckplus(runs: dict[str, str], root: str, baseline: str, device: str =
             rows[name]["vs_" + baseline] = paired_difference(correct[baseline], correct[name], groups=seqs)
     return {"split": f"CK+48 half {half}", "faces": int(keep.sum()), "sequences": int(len(set(seqs))),
             "subjects": int(len(set(ck.subjects[keep]))), "landmarks_found": int(found.sum()), "baseline": baseline,
-            "scoring": "argmax over the 6 CK+ classes, flip-averaged", "models": rows}
+            "scoring": "argmax over all of each model's classes (a neutral answer is wrong), flip-averaged; contempt "
+                       "faces left out", "models": rows}
 
 
 def plot(result: dict, path: str | Path) -> None:

@@ -40,6 +40,9 @@ class AugmentConfig:
     noise_std: tuple[float, float] = (0.01, 0.05)  # in [0, 1] grey units
     jpeg_p: float = 0.0  # probability of a JPEG round trip
     jpeg_quality: tuple[int, int] = (30, 95)
+    # Sharp photos (a phone's sharpening): FER2013's faces are soft, people's own photos are not.
+    sharpen_p: float = 0.0  # probability of an unsharp mask
+    sharpen_amount: tuple[float, float] = (0.5, 1.5)  # x + amount * (x - blur(x, 1 px))
 
 
 # The robustness preset (`train.py --robust`): framing jitter wider than the spread between MTCNN's
@@ -107,7 +110,7 @@ def jpeg_round_trip(x: torch.Tensor, qualities: torch.Tensor) -> torch.Tensor:
 
 def degrade(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
     """The robustness part of the preset on (B, 1, S, S) images in [0, 1]: gamma, low resolution,
-    blur, noise, JPEG (each with its own probability, in the order a camera and a file apply them)."""
+    blur, sharpening, noise, JPEG (each with its own probability, in the order a camera and a file apply them)."""
     b, size = x.shape[0], x.shape[-1]
     if cfg.gamma > 0:
         g = torch.exp(_between(-cfg.gamma, cfg.gamma, b, generator))
@@ -122,6 +125,10 @@ def degrade(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> 
     idx = _pick(cfg.blur_p, b, generator)
     if len(idx):
         x[idx] = gaussian_blur(x[idx], _between(*cfg.blur_sigma, len(idx), generator))
+    idx = _pick(cfg.sharpen_p, b, generator) if cfg.sharpen_p > 0 else []  # off: the random stream stays as it was
+    if len(idx):
+        amount = _between(*cfg.sharpen_amount, len(idx), generator)[:, None, None, None]
+        x[idx] = (x[idx] + amount * (x[idx] - gaussian_blur(x[idx], torch.ones(len(idx))))).clamp(0, 1)
     idx = _pick(cfg.noise_p, b, generator)
     if len(idx):
         std = _between(*cfg.noise_std, len(idx), generator)[:, None, None, None]

@@ -396,17 +396,18 @@ def _looks_uncropped(root: Path) -> bool:
 class CKPlus:
     """CK+48 (posed lab faces, 48x48 grey crops) with FER labels, for cross-dataset evaluation only.
 
-    Subjects are sorted and alternated into halves: half A may guide choices, half B is for reporting.
-    `contempt` (no FER class) is left out; there is no neutral.
+    Subjects (all of them, contempt's included) are sorted and alternated into halves: half A may guide
+    choices, half B is for reporting. There is no neutral; contempt faces are kept (an 8-class model
+    can name them; a 7-class model's scores leave them out).
     """
 
     images: np.ndarray  # (N, 48, 48) uint8
-    labels: np.ndarray  # (N,) int64 FER class index
+    labels: np.ndarray  # (N,) int64 index into CKPlus.CLASSES
     subjects: np.ndarray  # (N,) str
     sequences: np.ndarray  # (N,) str "subject/sequence": its 3 frames are near-duplicates
     half: np.ndarray  # (N,) "A" or "B"
 
-    CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise")  # the 6 FER classes CK+ has
+    CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "contempt")  # CK+'s 7, named as ours
 
 
 def read_ckplus(root: str | os.PathLike) -> CKPlus:
@@ -421,7 +422,7 @@ def read_ckplus(root: str | os.PathLike) -> CKPlus:
     table = root / "labels.csv"
     if not table.is_file():
         raise DatasetError(f"{root}: expected labels.csv and images/ (the ckplus48 folder)")
-    rows = [r for r in csv.DictReader(open(table, newline="")) if r["fer_label"] != ""]
+    rows = list(csv.DictReader(open(table, newline="")))
     order = sorted({r["subject"] for r in rows})
     half_of = {s: "AB"[i % 2] for i, s in enumerate(order)}
     images = []
@@ -430,5 +431,38 @@ def read_ckplus(root: str | os.PathLike) -> CKPlus:
             images.append(np.asarray(Image.open(root / r["file"]).convert("L").resize((48, 48))))
         except OSError as err:
             raise DatasetError(f"{root / r['file']}: {err}") from None
-    return CKPlus(np.stack(images), np.array([int(r["fer_label"]) for r in rows]), np.array([r["subject"] for r in rows]),
+    labels = [CKPlus.CLASSES.index("contempt" if r["fer_label"] == "" else CLASSES[int(r["fer_label"])]) for r in rows]
+    return CKPlus(np.stack(images), np.array(labels, np.int64), np.array([r["subject"] for r in rows]),
                   np.array([f"{r['subject']}/{r['sequence']}" for r in rows]), np.array([half_of[r["subject"]] for r in rows]))
+
+
+@dataclass
+class PosedPhotos:
+    """Photos of posed expressions (not face crops: they go through detection), for evaluation only."""
+
+    paths: list[Path]
+    labels: np.ndarray  # (N,) int64 index into CLASSES (the intended expression)
+    subjects: np.ndarray  # (N,) str: the performer
+
+
+def read_posed_photos(root: str | os.PathLike) -> PosedPhotos:
+    """Reads a folder of posed photos with `labels.csv` (`file, subject, fer_name, ...`), such as taiwanese_dev.
+
+    Raises:
+        DatasetError: labels.csv or an image is missing, or a class name is not one of CLASSES.
+    """
+    root = Path(root)
+    table = root / "labels.csv"
+    if not table.is_file():
+        raise DatasetError(f"{root}: expected labels.csv and images/ (the taiwanese_dev folder)")
+    rows = list(csv.DictReader(open(table, newline="")))
+    paths = [root / r["file"] for r in rows]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise DatasetError(f"{root}: {len(missing)} images in labels.csv are missing, e.g. {missing[0]}")
+    bad = sorted({r["fer_name"] for r in rows} - set(CLASSES))
+    if bad:
+        raise DatasetError(f"{table}: unknown classes {bad}; expected some of {list(CLASSES)}")
+    return PosedPhotos(paths, np.array([CLASSES.index(r["fer_name"]) for r in rows], np.int64),
+                       np.array([r["subject"] for r in rows]))
+

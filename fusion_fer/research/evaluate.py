@@ -197,9 +197,12 @@ def evaluate(model, stats, cache, labels_kind: str = "fer2013", device: str = "c
     return out
 
 
-def plot_confusion(cm: list[list[int]], path: Path, title: str) -> None:
-    """Row-normalised confusion matrix with counts, as a PNG."""
-    names = FERPLUS_CLASSES[:len(cm)]
+def plot_confusion(cm: list[list[int]], path: Path, title: str, rows: list[str] | None = None,
+                   columns: list[str] | None = None) -> None:
+    """Row-normalised confusion matrix with counts, as a PNG (rows: true classes; columns: answers; both
+    default to the model classes in order)."""
+    rows = list(rows or FERPLUS_CLASSES[:len(cm)])
+    columns = list(columns or FERPLUS_CLASSES[:len(cm[0])])
     import matplotlib
 
     matplotlib.use("Agg")
@@ -207,13 +210,13 @@ def plot_confusion(cm: list[list[int]], path: Path, title: str) -> None:
 
     cm = np.asarray(cm, dtype=float)
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(7, 6))
+    fig, ax = plt.subplots(figsize=(0.8 * len(columns) + 1.4, 0.7 * len(rows) + 1.1))
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
-    ax.set_yticks(range(len(names)), names)
-    ax.set_xlabel("predicted"), ax.set_ylabel("true"), ax.set_title(title)
-    for i in range(len(names)):
-        for j in range(len(names)):
+    ax.set_xticks(range(len(columns)), columns, rotation=45, ha="right")
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_xlabel("predicted"), ax.set_ylabel("true"), ax.set_title(title, fontsize=10)
+    for i in range(len(rows)):
+        for j in range(len(columns)):
             ax.text(j, i, f"{norm[i, j]:.2f}\n({int(cm[i, j])})", ha="center", va="center", fontsize=7,
                     color="white" if norm[i, j] > 0.5 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046)
@@ -313,7 +316,12 @@ def _suite_main(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "suite.md", table)
     if "report" in suite:
-        plot(suite, out / "suite.png", title=f"{folder.name}: recall per class (PrivateTest, CK+48 half B)")
+        plot(suite, out / "suite.png", title=f"{folder.name}: recall per class (report splits; posed photos: half A)")
+    posed = suite.get("select", {}).get("taiwanese")
+    if posed:
+        cm = posed["confusion"]
+        plot_confusion(cm["counts"], out / "posed_confusion.png", rows=cm["rows"], columns=cm["columns"],
+                       title=f"{folder.name}: posed colour photos (Taiwanese half A), accuracy {posed['accuracy']:.1%}")
     if out.resolve() == folder.resolve():
         update_model(folder, metrics={"suite": suite})
     else:

@@ -19,7 +19,7 @@ from ..artifacts import ArtifactError, copy_model, is_shipped, refuse_shipped, r
 from .evaluate import metrics_for, parse_zooms, plot_confusion, print_metrics
 
 # What a cross-dataset report folder adds to a model folder (metrics.json's "suite" section is merged).
-REPORT_FILES = ("suite.md", "suite.png")
+REPORT_FILES = ("suite.md", "suite.png", "posed_confusion.png")
 
 
 def export_run(run: str | Path, data: str | Path, out: str | Path, zooms=None, ship: bool = False, device: str = "cpu") -> dict:

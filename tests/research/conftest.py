@@ -88,6 +88,13 @@ def shared(tmp_path_factory, detector, hopper_rgb, astronaut_rgb):
         Image.fromarray(crops[3]).save(ck / f)
         lines.append(f"{f},{subject},001,0000000{s},happy,3,happy,")
     (ck / "labels.csv").write_text("\n".join(lines) + "\n")
+    posed = root / "taiwanese_dev"  # two real portraits and a photo with no face
+    (posed / "images").mkdir(parents=True)
+    lines = ["file,subject,code,fer_label,fer_name,width,height,agreement,note"]
+    for i, (rgb, label) in enumerate(((hopper_rgb, 6), (astronaut_rgb, 3), (np.full((256, 205, 3), 200, np.uint8), 0))):
+        Image.fromarray(rgb).save(posed / "images" / f"{i:02d}.jpg", quality=95)
+        lines.append(f"images/{i:02d}.jpg,{i:02d},x,{label},{CLASSES[label]},205,256,,")
+    (posed / "labels.csv").write_text("\n".join(lines) + "\n")
     return root
 
 

@@ -79,3 +79,18 @@ def test_robustness_preset_degrades_images_and_is_off_by_default():
     assert edges(low) < 0.6 * edges(x)
     y = degrade(x.clone(), AugmentConfig(**ROBUST), g)
     assert y.shape == x.shape and 0 <= float(y.min()) and float(y.max()) <= 1 and not torch.equal(y, x)
+
+
+def test_sharpening_adds_edges_and_is_off_by_default():
+    """--sharpen: an unsharp mask makes soft faces look like a phone's sharp photo; without it, nothing changes."""
+    import torch
+
+    from fusion_fer.research.augment import AugmentConfig, degrade, gaussian_blur
+
+    g = torch.Generator().manual_seed(0)
+    soft = gaussian_blur(torch.rand(6, 1, 48, 48), torch.full((6,), 1.5))
+    edges = lambda t: (t[..., 1:] - t[..., :-1]).abs().mean()  # noqa: E731
+    assert torch.equal(degrade(soft.clone(), AugmentConfig(), g), soft)
+    sharp = degrade(soft.clone(), AugmentConfig(sharpen_p=1.0), g)
+    assert edges(sharp) > 1.3 * edges(soft) and 0 <= float(sharp.min()) and float(sharp.max()) <= 1
+    assert abs(float(sharp.mean() - soft.mean())) < 0.02

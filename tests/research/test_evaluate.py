@@ -93,7 +93,7 @@ def test_paired_difference_over_sequences_is_wider_than_over_frames():
     assert by_seq["mcnemar_p"] is None  # McNemar assumes independent items
 
 
-def test_ckplus_halves_alternate_sorted_subjects_and_drop_contempt(tmp_path):
+def test_ckplus_halves_alternate_sorted_subjects_and_keep_contempt(tmp_path):
     from PIL import Image
 
     from fusion_fer.research.data import read_ckplus
@@ -107,10 +107,10 @@ def test_ckplus_halves_alternate_sorted_subjects_and_drop_contempt(tmp_path):
             rows.append(f"{f},{subject},001,00000009,{ck_class},{label},{'happy' if label else ''},")
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
     ck = read_ckplus(tmp_path)
-    assert len(ck.labels) == 4 and set(ck.labels) == {3}  # contempt has no FER class
+    assert len(ck.labels) == 8 and [ck.CLASSES[k] for k in sorted(set(ck.labels))] == ["happy", "contempt"]
     half = dict(zip(ck.subjects, ck.half))
     assert half == {"S005": "A", "S010": "B", "S011": "A", "S022": "B"}  # sorted, alternated
-    assert ck.images.shape == (4, 48, 48)
+    assert ck.images.shape == (8, 48, 48)
 
 
 def test_temperature_stays_finite_when_validation_is_all_right():

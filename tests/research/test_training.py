@@ -140,6 +140,8 @@ def test_train_cli_jpeg_share(tmp_path, capsys):
     assert plain == AugmentConfig() and plain.jpeg_p == 0
     assert jpeg.jpeg_p == 0.5 and jpeg.blur_p == 0 and jpeg.scale == AugmentConfig().scale
     assert both.jpeg_p == 0.7 and both.blur_p == ROBUST["blur_p"]
+    sharp = train_cli.augment_config(parse("--sharpen", "0.5"))
+    assert sharp.sharpen_p == 0.5 and sharp.jpeg_p == 0 and sharp.blur_p == 0
     csv = tmp_path / "x.csv"
     csv.write_text("emotion,pixels,Usage\n" + "".join(f"{i % 7},{' '.join(['128'] * 2304)},Training\n" for i in range(4)))
     assert train_cli.main(train_cli.get_args_parser().parse_args(
