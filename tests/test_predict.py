@@ -209,3 +209,16 @@ def test_a_model_folder_can_soften_the_crops_it_reads(model_dir, tmp_path, hoppe
     assert load_predictor(soft).soften == 1.5 and load_predictor(model_dir).soften == 0.0
     assert np.array_equal(sharp.landmarks, blurred.landmarks) and sharp.box == blurred.box
     assert max(abs(sharp.probs[c] - blurred.probs[c]) for c in sharp.probs) > 1e-4
+
+
+def test_every_shipped_model_is_fused_and_answers_a_face_without_landmarks():
+    """The product's design: CNN + landmark MLP + guided fusion. A face the mesh cannot mark (here a flat
+    grey crop) still gets probabilities, from the image branch."""
+    from fusion_fer import model_names
+
+    blank = np.full((48, 48), 128, np.uint8)
+    for name in model_names():
+        p = load_predictor(name)
+        assert p.model.config.mode == "fused" and p.model.config.fusion == "guided", name
+        [face] = p.predict(blank, detect=False)
+        assert face.landmarks is None and abs(sum(face.probs.values()) - 1) < 1e-4 and face.label in p.classes

@@ -109,6 +109,28 @@ def fit_class_bias(probs: np.ndarray, labels: np.ndarray, min_recall: float = 0.
     return bias
 
 
+def greedy_offsets(objective, start: np.ndarray, max_offset: float, grid: tuple[float, ...], rounds: int) -> np.ndarray:
+    """Per-class log-probability offsets by greedy coordinate search: each round tries every step of `grid`
+    on every class and keeps any change that raises `objective(offsets)` (-inf: not allowed), within
+    +-`max_offset`, until a round changes nothing or `rounds` are done."""
+    bias = np.clip(start.astype(np.float64), -max_offset, max_offset)
+    best = objective(bias)
+    for _ in range(rounds):
+        improved = False
+        for k in range(len(bias)):
+            for d in grid:
+                trial = bias.copy()
+                trial[k] = np.clip(trial[k] + d, -max_offset, max_offset)
+                if trial[k] == bias[k]:
+                    continue
+                value = objective(trial)
+                if value > best + 1e-9:
+                    best, bias, improved = value, trial, True
+        if not improved:
+            break
+    return bias
+
+
 def summarize(probs: np.ndarray, labels: np.ndarray, classes: tuple[str, ...] | None = None) -> dict:
     """Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix (classes: the model's, by count)."""
     from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support

@@ -39,7 +39,7 @@ from tqdm import tqdm
 from ..fileio import write_json
 from ..predict import Predictor, load_predictor, log_probs
 from .data import CLASSES, FERPLUS_CLASSES, SPLITS, CKPlus
-from .evaluate import apply_bias, apply_temperature, fit_class_bias, fit_temperature
+from .evaluate import apply_bias, apply_temperature, fit_class_bias, fit_temperature, greedy_offsets
 from .suite import SuiteData, score
 
 
@@ -134,23 +134,11 @@ def fit_offsets_both(views: SelectionViews, classes: tuple[str, ...], zooms: tup
                      floor: float, config: RecipeConfig) -> np.ndarray:
     """Greedy coordinate search on CK+48 half A + the fitting half's score from `start`, each offset within
     +-max_offset, keeping FER+ fitting-half accuracy >= floor."""
-    bias = np.clip(start.astype(np.float64), -config.max_offset, config.max_offset)
-    first = evaluate_recipe(views, classes, zooms, bias, "fit")
-    best = first["score"] if first["ferplus_accuracy"] >= floor else -np.inf
-    for _ in range(config.offset_steps):
-        improved = False
-        for k in range(len(bias)):
-            for d in config.offset_grid:
-                trial = bias.copy()
-                trial[k] = np.clip(trial[k] + d, -config.max_offset, config.max_offset)
-                if trial[k] == bias[k]:
-                    continue
-                r = evaluate_recipe(views, classes, zooms, trial, "fit")
-                if r["ferplus_accuracy"] >= floor and r["score"] > best + 1e-9:
-                    best, bias, improved = r["score"], trial, True
-        if not improved:
-            break
-    return bias
+    def objective(bias):
+        r = evaluate_recipe(views, classes, zooms, bias, "fit")
+        return r["score"] if r["ferplus_accuracy"] >= floor else -np.inf
+
+    return greedy_offsets(objective, start, config.max_offset, config.offset_grid, config.offset_steps)
 
 
 def plain_accuracy(views: SelectionViews, classes: tuple[str, ...], config: RecipeConfig, part: str) -> float:

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from ..fileio import write_json
 from ..predict import Predictor, load_predictor, log_probs
 from .data import CLASSES, FERPLUS_CLASSES, SPLITS, CKPlus, read_posed_photos
-from .evaluate import apply_bias, fit_temperature
+from .evaluate import apply_bias, fit_temperature, greedy_offsets
 from .suite import SuiteData, score
 
 
@@ -116,21 +116,9 @@ def fit_offsets(logps: dict[str, np.ndarray], sets: list[FaceSet], classes: tupl
         a = accuracies(logps, sets, classes, b)
         return (a["ckplus"]["accuracy"] + a["taiwanese"]["accuracy"]) / 2 if a["ferplus"]["accuracy"] >= floor else -np.inf
 
-    bias = np.clip(start.astype(np.float64), -config.max_offset, config.max_offset)
-    best = objective(bias)
-    if best == -np.inf:
-        bias, best = np.zeros(len(classes)), objective(np.zeros(len(classes)))
-    for _ in range(config.offset_rounds):
-        improved = False
-        for k in range(len(bias)):
-            for d in config.offset_grid:
-                trial = bias.copy()
-                trial[k] = np.clip(trial[k] + d, -config.max_offset, config.max_offset)
-                value = objective(trial)
-                if value > best + 1e-9:
-                    best, bias, improved = value, trial, True
-        if not improved:
-            break
+    if objective(np.clip(start, -config.max_offset, config.max_offset)) == -np.inf:
+        start = np.zeros(len(classes))  # export's offsets break the guard: start from none
+    bias = greedy_offsets(objective, start, config.max_offset, config.offset_grid, config.offset_rounds)
     return np.round(bias, 4)
 
 
