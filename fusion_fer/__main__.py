@@ -4,11 +4,15 @@
     python -m fusion_fer predict PHOTO_OR_DIR... --csv faces.csv [--workers N] [--resume] [--ray auto|local|ADDRESS]
     python -m fusion_fer video IN --out annotated.mp4 --csv frames.csv [--every N] [--plot timeline.png]
     python -m fusion_fer detect PHOTO... [--json]          # faces and landmarks only, no model
+
+MediaPipe and TF Lite log to the process's stderr from C++ on every run; the command hides those lines
+unless --verbose is given. Python's own messages (errors, progress bars) always show.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -158,10 +162,24 @@ def _video(args: argparse.Namespace) -> int:
     return code
 
 
-def main(argv: list[str] | None = None) -> int:
+def _quiet_native_logs() -> None:
+    """Sends what native libraries write to file descriptor 2 to /dev/null, while Python's sys.stderr keeps
+    writing to the real stderr (a duplicate of it)."""
+    sys.stderr.flush()
+    real = os.dup(2)
+    sys.stderr = os.fdopen(real, "w", buffering=1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+
+
+def main(argv: list[str] | None = None, quiet_native: bool = False) -> int:
+    """Runs the command line; `quiet_native` hides the C++ libraries' log lines unless --verbose is given."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", action="store_true", help="also show MediaPipe's and TF Lite's own log lines")
     parser = argparse.ArgumentParser(prog="python -m fusion_fer", description="fusion_fer command line")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("predict", help="predict the expression of every face in photos")
+    p = sub.add_parser("predict", parents=[common], help="predict the expression of every face in photos")
     p.add_argument("photos", nargs="+", help="image files and folders (searched recursively for images)")
     p.add_argument("--json", action="store_true", help="print JSON instead of one line per face")
     p.add_argument("--out", default=None, help="save the annotated image here (several photos: NAME_<n>.EXT)")
@@ -175,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--parquet", default=None, help="with --ray: also write the rows as Parquet into this folder")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="with --csv: where each worker runs the model")
     p.set_defaults(func=_predict)
-    v = sub.add_parser("video", help="annotate a video and write per-frame predictions, a timeline and a summary")
+    v = sub.add_parser("video", parents=[common], help="annotate a video and write per-frame predictions, a timeline and a summary")
     v.add_argument("input", help="video file (anything FFmpeg reads: mp4, mov, mkv, webm, avi...)")
     v.add_argument("--out", default=None, help="annotated copy, H.264 MP4 (browsers play it)")
     v.add_argument("--csv", default=None, help="one row per face per classified frame")
@@ -190,14 +208,16 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--model", default=None, help="a shipped model by name (ferplus, fer2013) or a model folder (default: the default model)")
     v.add_argument("--no-progress", action="store_true", help="no progress bar")
     v.set_defaults(func=_video)
-    d = sub.add_parser("detect", help="find faces and their landmarks in photos")
+    d = sub.add_parser("detect", parents=[common], help="find faces and their landmarks in photos")
     d.add_argument("photos", nargs="*", help="image files")
     d.add_argument("--sample", action="store_true", help="also run on a sample photo that ships with matplotlib")
     d.add_argument("--json", action="store_true", help="print JSON instead of one line per face")
     d.set_defaults(func=_detect)
     args = parser.parse_args(argv)
+    if quiet_native and not args.verbose:
+        _quiet_native_logs()
     return args.func(args)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(quiet_native=True))

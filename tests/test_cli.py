@@ -53,3 +53,18 @@ def test_detect_reports_faces_and_landmarks(capsys):
     assert main(["detect", str(grace_hopper()), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data[0]["faces"][0]["landmarks"] == 468
+
+
+def test_a_normal_run_prints_no_library_log_lines_and_verbose_shows_them(tmp_path):
+    """MediaPipe's and TF Lite's C++ log lines stay out of a normal run; our own errors still reach stderr."""
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    cmd = [sys.executable, "-m", "fusion_fer", "predict", str(grace_hopper()), str(tmp_path / "missing.jpg")]
+    quiet = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    loud = subprocess.run(cmd + ["--verbose"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert quiet.returncode == loud.returncode == 1 and "face 0: " in quiet.stdout
+    assert quiet.stderr.strip() == f"error: '{tmp_path / 'missing.jpg'}': no such file", quiet.stderr
+    assert "absl" in loud.stderr or "XNNPACK" in loud.stderr or "W0000" in loud.stderr
