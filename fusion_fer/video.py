@@ -395,11 +395,12 @@ def _summaries(history: dict[int, list[tuple[float, np.ndarray, str]]], classes:
 
 def format_summary(result: VideoResult) -> str:
     """A plain-text table: one line per track with its share of time per expression."""
-    head = f"{'track':>5} {'from':>7} {'to':>7} {'frames':>6}  " + " ".join(f"{c[:7]:>7}" for c in result.classes)
+    width = max(4, *(len(c) for c in result.classes))  # whole class names: "surprise", "contempt"
+    head = f"{'track':>5} {'from':>7} {'to':>7} {'frames':>6}  " + " ".join(f"{c:>{width}}" for c in result.classes)
     lines = [head]
     for t in result.tracks:
         lines.append(f"{t.track:>5} {t.first_s:>6.1f}s {t.last_s:>6.1f}s {t.frames:>6}  "
-                     + " ".join(f"{t.share[c]:>7.0%}" for c in result.classes))
+                     + " ".join(f"{t.share[c]:>{width}.0%}" for c in result.classes))
     if not result.tracks:
         lines.append("(no face in any classified frame)")
     return "\n".join(lines)

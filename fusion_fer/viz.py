@@ -112,7 +112,7 @@ def plot_timeline(tracks, classes: Sequence[str], path, max_tracks: int = 6, tit
             ax.plot(t.times, t.probs[:, k], color=np.array(COLORS.get(c, (0, 0, 0))) / 255, lw=1.6, label=c)
         top = ", ".join(f"{c} {t.share[c]:.0%}" for c in sorted(t.share, key=t.share.get, reverse=True)[:3] if t.share[c] > 0)
         ax.set_title(f"face #{t.track}: {top}", fontsize=10, loc="left")
-        ax.set_ylim(0, 1), ax.set_ylabel("probability"), ax.grid(alpha=0.3)
+        ax.set_ylim(-0.04, 1.04), ax.set_ylabel("probability"), ax.grid(alpha=0.3)  # a margin: 0 and 1 stay visible
     if not shown:
         axes[0, 0].text(0.5, 0.5, "no face in any classified frame", ha="center", va="center", transform=axes[0, 0].transAxes)
         axes[0, 0].set_yticks([])

@@ -173,6 +173,8 @@ def test_command_line_writes_video_csv_plot_and_summary(clips, tmp_path, capsys)
     assert all(abs(sum(t[c] for c in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")) - 1) < 0.01
                for t in tracks)
     assert "track" in printed.out and "frames/s" in printed.err
+    header = printed.out.splitlines()[0].split()
+    assert {"surprise", "neutral", "happy"} <= set(header)  # whole class names, not "surpris"
     bad = tmp_path / "bad.mp4"
     bad.write_text("nope")
     assert main(["video", str(bad), "--csv", str(tmp_path / "b.csv")]) == 2

@@ -62,3 +62,9 @@ def test_timeline_plot_is_written(tmp_path):
     plot_timeline([], CLASSES, tmp_path / "empty.png")  # no face at all: a plot that says so
     for name in ("t.png", "empty.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # a probability of exactly 1 is drawn inside the plot, not hidden under its top border
+    from PIL import Image
+
+    img = np.asarray(Image.open(tmp_path / "t.png").convert("RGB")).astype(int)
+    happy = np.abs(img - np.array(COLORS["happy"])).sum(-1) < 40
+    assert happy.sum() > 200, happy.sum()
