@@ -271,11 +271,14 @@ def build_demo() -> gr.Blocks:
                 with gr.Column():
                     vid_out = gr.Video(label="Annotated", elem_id="video-output")
                     timeline = gr.Image(label="Timeline", type="filepath")
-                    summary = gr.Dataframe(label="Share of time per expression, per face", elem_id="video-summary")
+                    summary = gr.Dataframe(label="Share of time per expression, per face", elem_id="video-summary",
+                                           headers=["track", "from_s", "to_s", "frames", "main", *PREDICTOR.classes],
+                                           wrap=True)
                     frames_csv = gr.File(label="Every frame (CSV)")
                     vid_speed = gr.Textbox(label="Speed", interactive=False)
             vid_btn.click(predict_video, [vid, every], [vid_out, timeline, summary, frames_csv, vid_speed],
-                          api_name="predict_video", concurrency_limit=1)  # long and CPU-bound: one at a time
+                          api_name="predict_video", concurrency_limit=1,  # long and CPU-bound: one at a time
+                          show_progress_on=[vid_out])  # one progress bar, where the annotated video will appear
         with gr.Tab("About"):
             gr.Markdown(which_model())
             for name, predictor in PREDICTORS.items():

@@ -49,20 +49,23 @@ def test_predicts_every_face_with_box_probs_and_landmarks(predictor, hopper_rgb)
 def test_a_face_and_its_mirror_get_the_same_probabilities(hopper_crop):
     """On the shipped (trained) model: flip averaging makes a face and its mirror agree.
 
-    The two predictions differ only through Face Mesh's own noise on the flipped crop (the
-    guided fusion reads features at the mesh points, so point jitter moves them a little). On
-    Grace Hopper: the default model (3 framings) 0.041 with flip averaging, 0.063 without; the
-    previous flip-only model 0.04 and 0.25. How much the flip gains depends on how lopsided a
-    model is without it, so the test asks for agreement within 0.05 and for a gain.
+    The two predictions differ only through Face Mesh's own noise on the flipped crop (the guided
+    fusion reads features at the mesh points, so point jitter moves them a little). On Grace Hopper's
+    48 px crop with one framing, the fused default: 0.06 with flip averaging, 0.25 without. With all
+    three framings, which also average out some of the lopsidedness, 0.08 and 0.01.
     """
     flipped = np.ascontiguousarray(hopper_crop[:, ::-1])
     diffs = {}
     for flip in (True, False):
         p = load_predictor(flip=flip)
+        p.zooms = (1.0,)  # one framing: the flip's own effect
         a, b = p.predict(hopper_crop, detect=False)[0].probs, p.predict(flipped, detect=False)[0].probs
         diffs[flip] = max(abs(a[c] - b[c]) for c in CLASSES)
     print(f"max probability difference, face vs mirror: {diffs[True]:.4f} flip-averaged, {diffs[False]:.4f} without")
-    assert diffs[True] < 0.05 and diffs[True] < diffs[False]
+    assert diffs[True] < 0.08 and diffs[True] < 0.5 * diffs[False]
+    p = load_predictor()
+    a, b = p.predict(hopper_crop, detect=False)[0].probs, p.predict(flipped, detect=False)[0].probs
+    assert max(abs(a[c] - b[c]) for c in CLASSES) < 0.1 and max(a, key=a.get) == max(b, key=b.get)
 
 
 def test_no_face_gives_an_empty_list(predictor):
@@ -176,7 +179,8 @@ def test_a_second_model_shares_the_detector_and_mesh(model_dir, predictor):
 
 def test_shipped_models_answer_as_before_on_the_sample_photos():
     """Labels, probabilities and boxes of both shipped models on the sample photos and an assembled group,
-    against tests/data/golden_predictions.json (recorded before the product and the lab were separated)."""
+    against tests/data/golden_predictions.json (recorded before the product and the lab were separated;
+    ferplus re-recorded when the default became the fused network)."""
     import json
 
     from fusion_fer.samples import astronaut, cameraman, grace_hopper

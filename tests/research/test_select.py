@@ -48,10 +48,14 @@ def test_variants_are_scored_as_a_user_sees_them_and_the_winner_is_applied(share
 
 
 def test_the_command_refuses_image_only_networks_and_shipped_folders(shared, tmp_path, capsys):
-    from fusion_fer.artifacts import DEFAULT_DIR
+    from fusion_fer.artifacts import DEFAULT_DIR, save_artifacts
+    from fusion_fer.landmarks import LandmarkStats
+    from fusion_fer.model import FusionConfig, FusionNet
     from fusion_fer.research import select
 
-    assert select.main(["--data", str(shared), "--model", "ferplus"]) == 2  # the shipped image-only network
+    stats = LandmarkStats(np.zeros(1404, np.float32), np.ones(1404, np.float32))
+    image_only = save_artifacts(tmp_path / "image", FusionNet(FusionConfig(num_classes=8, mode="image")).eval(), stats)
+    assert select.main(["--data", str(shared), "--model", str(image_only)]) == 2  # a baseline, not a candidate
     assert "fused 8-class networks" in capsys.readouterr().err
     assert select.main(["--data", str(shared), "--model", "fer2013", "--apply", str(DEFAULT_DIR / "x")]) == 2
     assert "does not write shipped models" in capsys.readouterr().err
