@@ -70,6 +70,13 @@ def portable(training: dict) -> dict:
     return {k: (name(v) if k in PATH_SETTINGS else v) for k, v in training.items()}
 
 
+def _write_portable(path: Path, data: dict, indent: int | None) -> None:
+    """Writes a model folder's config.json or metrics.json, its training settings without local paths."""
+    if "training" in data:
+        data = {**data, "training": portable(data["training"])}
+    write_json(path, data, indent=indent)
+
+
 def collection(root: str | os.PathLike = DEFAULT_DIR) -> dict:
     """A folder of named models: its models.json ({"default": name, "models": {name: {...}}}), or {} if it is not one."""
     f = Path(root) / MODELS_FILE
@@ -138,9 +145,7 @@ def save_artifacts(out_dir: str | os.PathLike, model: FusionNet, stats: Landmark
         "mesh": asdict(MeshConfig()),
         **(extra or {}),
     }
-    if "training" in config:
-        config["training"] = portable(config["training"])
-    write_json(out / "config.json", config, indent=None)
+    _write_portable(out / "config.json", config, indent=None)
     return out
 
 
@@ -161,18 +166,10 @@ def update_model(folder: str | os.PathLike, *, config: dict | None = None, metri
     if not (folder / "config.json").is_file():
         raise ArtifactError(f"{folder}: not a model folder (no config.json)")
     if config is not None:
-        cfg = json.loads((folder / "config.json").read_text())
-        cfg.update(config)
-        if "training" in cfg:
-            cfg["training"] = portable(cfg["training"])
-        write_json(folder / "config.json", cfg, indent=None)
+        _write_portable(folder / "config.json", {**json.loads((folder / "config.json").read_text()), **config}, indent=None)
     if metrics is not None:
         f = folder / "metrics.json"
-        old = json.loads(f.read_text()) if f.is_file() else {}
-        old.update(metrics)
-        if "training" in old:
-            old["training"] = portable(old["training"])
-        write_json(f, old)
+        _write_portable(f, {**(json.loads(f.read_text()) if f.is_file() else {}), **metrics}, indent=2)
     for name, src in (files or {}).items():
         with atomic_path(folder / name) as tmp:
             shutil.copyfile(src, tmp)
@@ -198,13 +195,8 @@ def copy_model(src: str | os.PathLike, out: str | os.PathLike, ship: bool = Fals
             with atomic_path(out / f.name) as tmp:
                 shutil.copyfile(f, tmp)
     metrics = json.loads((src / "metrics.json").read_text()) if (src / "metrics.json").is_file() else {}
-    if "training" in metrics:
-        metrics["training"] = portable(metrics["training"])
-    write_json(out / "metrics.json", metrics)
-    config = json.loads((src / "config.json").read_text())
-    if "training" in config:
-        config["training"] = portable(config["training"])
-    write_json(out / "config.json", config, indent=None)
+    _write_portable(out / "metrics.json", metrics, indent=2)
+    _write_portable(out / "config.json", json.loads((src / "config.json").read_text()), indent=None)
     return out
 
 

@@ -26,8 +26,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
+    """Writes `text` whole (flushed to disk before it replaces `path`: a crash leaves one version or the other)."""
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def write_json(path: str | os.PathLike, obj: object, indent: int | None = 2) -> None:

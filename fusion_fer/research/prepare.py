@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .data import CLASSES, SPLITS, DatasetError, FaceDataset, open_dataset
 from ..faces import FaceConfig
+from ..fileio import atomic_path, write_json
 from ..landmarks import N_POINTS, MeshConfig
-from ..fileio import atomic_path
+from .data import CLASSES, SPLITS, DatasetError, FaceDataset, open_dataset
 
 CACHE_VERSION = 1
 
@@ -50,11 +50,6 @@ def _atomic_write_bytes(path: Path, write) -> None:
         write(f)
         f.flush()
         os.fsync(f.fileno())
-
-
-def atomic_write_json(path: Path, obj: dict) -> None:
-    """Writes JSON so that readers see the old file or the new one, never half of one."""
-    _atomic_write_bytes(path, lambda f: f.write(json.dumps(obj, indent=2).encode()))
 
 
 def atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
@@ -160,7 +155,7 @@ def prepare(ds: FaceDataset, out: str | os.PathLike, config: PrepareConfig | Non
             raise CacheError(f"{out} holds a cache of {old.get('source')} built with other settings; "
                              "choose another --out folder or delete this one")
     else:
-        atomic_write_json(plan_file, plan)
+        write_json(plan_file, plan)
     if (out / "meta.json").exists():
         return json.loads((out / "meta.json").read_text())
 
@@ -202,7 +197,7 @@ def prepare(ds: FaceDataset, out: str | os.PathLike, config: PrepareConfig | Non
         "errors": errors[:200],
         "n_errors": len(errors),
     }
-    atomic_write_json(out / "meta.json", meta)
+    write_json(out / "meta.json", meta)
     return meta
 
 

@@ -19,13 +19,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .data import CLASSES, FERPLUS_CLASSES, ferplus8
+from ..fileio import atomic_path
 from ..landmarks import LandmarkStats, normalize
 from ..model import FusionConfig, FusionNet
 from ..predict import log_probs
-from ..fileio import atomic_path
-from .prepare import Cache
 from .augment import AugmentConfig, augment_batch
+from .data import CLASSES, FERPLUS_CLASSES, ferplus8
+from .prepare import Cache
 
 
 LABEL_SETS = ("fer2013", "ferplus", "ferplus8")
