@@ -169,7 +169,7 @@ def select_zooms(model, stats, cache, labels_kind: str = "fer2013", device: str 
 
 
 def split_probs(model, stats, cache, labels_kind: str = "fer2013", device: str = "cpu",
-                zooms: tuple[float, ...] = (1.0,)) -> dict[str, np.ndarray]:
+                zooms: tuple[float, ...] = (1.0,), soften: float = 0.0) -> dict[str, np.ndarray]:
     """Raw model probabilities on the labelled test faces: PublicTest and PrivateTest flip-averaged,
     PrivateTest also without flip; with the faces' cache indices and the cache's labels."""
     dev = torch.device(device)
@@ -177,22 +177,22 @@ def split_probs(model, stats, cache, labels_kind: str = "fer2013", device: str =
     pub = np.flatnonzero((cache.splits == SPLITS.index("PublicTest")) & (labels >= 0))
     priv = np.flatnonzero((cache.splits == SPLITS.index("PrivateTest")) & (labels >= 0))
     return {"labels": labels, "public_index": pub, "private_index": priv,
-            "public": predict_cache(model, cache, pub, stats, dev, flip=True, zooms=zooms),
-            "private": predict_cache(model, cache, priv, stats, dev, flip=True, zooms=zooms),
-            "private_no_flip": predict_cache(model, cache, priv, stats, dev, flip=False, zooms=zooms)}
+            "public": predict_cache(model, cache, pub, stats, dev, flip=True, zooms=zooms, soften_sigma=soften),
+            "private": predict_cache(model, cache, priv, stats, dev, flip=True, zooms=zooms, soften_sigma=soften),
+            "private_no_flip": predict_cache(model, cache, priv, stats, dev, flip=False, zooms=zooms, soften_sigma=soften)}
 
 
 def evaluate(model, stats, cache, labels_kind: str = "fer2013", device: str = "cpu",
-             class_bias: list[float] | None = None, zooms: tuple[float, ...] = (1.0,)) -> dict:
+             class_bias: list[float] | None = None, zooms: tuple[float, ...] = (1.0,), soften: float = 0.0) -> dict:
     """Every figure of metrics.json for one model on one cache.
 
     `class_bias` None fits the per-class offsets on PublicTest; a list reuses a model's own.
-    `zooms`: the test-time framings averaged (each with its mirror).
+    `zooms`: the test-time framings averaged (each with its mirror); `soften`: the model folder's crop softening.
     """
-    sp = split_probs(model, stats, cache, labels_kind, device, zooms)
+    sp = split_probs(model, stats, cache, labels_kind, device, zooms, soften)
     pub, priv, labels = sp["public_index"], sp["private_index"], sp["labels"]
     pub_raw, priv_raw, priv_plain_raw = sp["public"], sp["private"], sp["private_no_flip"]
-    out: dict = {"labels": labels_kind, "split": "PrivateTest", "zooms": list(zooms)}
+    out: dict = {"labels": labels_kind, "split": "PrivateTest", "zooms": list(zooms), "soften": soften}
     y = labels[priv]
     out["faces"] = int(len(priv))
     out["before_class_bias"] = {"with_flip": summarize(priv_raw, y), "without_flip": summarize(priv_plain_raw, y)}
@@ -248,14 +248,14 @@ def plot_confusion(cm: list[list[int]], path: Path, title: str, rows: list[str] 
 
 
 def metrics_for(model, stats, cache, labels_kind: str, zooms: str | tuple[float, ...] | None, device: str = "cpu",
-                class_bias=None) -> tuple[dict, tuple[float, ...]]:
+                class_bias=None, soften: float = 0.0) -> tuple[dict, tuple[float, ...]]:
     """`evaluate` with the framings given as "auto" (chosen on PublicTest), explicit zooms, or None (as given by the caller)."""
     zoom_choice = None
     if zooms == "auto":
         zoom_choice = select_zooms(model, stats, cache, labels_kind, device)
         zooms = tuple(zoom_choice["chosen"])
         print(f"test-time framings, PublicTest accuracy: {zoom_choice['public_test_accuracy']} -> {zooms}")
-    metrics = evaluate(model, stats, cache, labels_kind, device, class_bias=class_bias, zooms=zooms)
+    metrics = evaluate(model, stats, cache, labels_kind, device, class_bias=class_bias, zooms=zooms, soften=soften)
     if zoom_choice:
         metrics["zoom_selection"] = zoom_choice
     metrics["model"] = {"mode": model.config.mode, "parameters": sum(p.numel() for p in model.parameters())}
@@ -305,12 +305,13 @@ def main(argv: list[str] | None = None) -> int:
     cache = load_cache(args.data)
     if args.run:
         model, stats, tcfg = load_run_model(args.run, args.device)
-        labels_kind, zooms, bias = args.labels or tcfg.labels, parse_zooms(args.zooms) or (1.0,), None
+        labels_kind, zooms, bias, soften = args.labels or tcfg.labels, parse_zooms(args.zooms) or (1.0,), None, 0.0
     else:
         model, stats, cfg = load_artifacts(args.model, args.device)
         labels_kind = args.labels or cfg.get("training", {}).get("labels", "fer2013")
         zooms, bias = parse_zooms(args.zooms) or tuple(cfg.get("zooms", [1.0])), cfg.get("class_bias")
-    metrics, _ = metrics_for(model, stats, cache, labels_kind, zooms, args.device, class_bias=bias)
+        soften = float(cfg.get("soften", 0.0))  # as the Predictor reads it: the figures are what users get
+    metrics, _ = metrics_for(model, stats, cache, labels_kind, zooms, args.device, class_bias=bias, soften=soften)
     if args.json:
         write_json(Path(args.json), metrics)
     print_metrics(metrics, labels_kind)

@@ -93,7 +93,8 @@ def _raw_probs(predictor: Predictor, crops: np.ndarray, zooms: tuple[float, ...]
     out = {}
     for z in tqdm(zooms, desc=f"{desc}: framings", leave=False, unit="zoom"):
         parts = [log_probs(predictor.model, crops[s:s + batch_size], points[s:s + batch_size], found[s:s + batch_size],
-                           predictor.stats, predictor.device, flip=predictor.flip, zooms=(z,)).exp().numpy()
+                           predictor.stats, predictor.device, flip=predictor.flip, zooms=(z,),
+                           soften_sigma=predictor.soften).exp().numpy()
                  for s in range(0, len(crops), batch_size)]
         out[z] = np.concatenate(parts).astype(np.float64)
     return out

@@ -179,14 +179,16 @@ def lr_at(step: float, total: float, warmup: float, base: float) -> float:
 
 @torch.inference_mode()
 def predict_cache(model: FusionNet, cache: Cache, idx: np.ndarray, stats: LandmarkStats, device: torch.device,
-                  flip: bool = True, batch_size: int = 512, bf16: bool = False, zooms: tuple[float, ...] = (1.0,)) -> np.ndarray:
-    """Class probabilities (len(idx), classes) for cached faces, with or without flip averaging, over `zooms` framings."""
+                  flip: bool = True, batch_size: int = 512, bf16: bool = False, zooms: tuple[float, ...] = (1.0,),
+                  soften_sigma: float = 0.0) -> np.ndarray:
+    """Class probabilities (len(idx), classes) for cached faces, with or without flip averaging, over `zooms` framings,
+    the crops softened as a model folder's `soften` asks (the Predictor's own preprocessing)."""
     model.eval()
     out = []
     for s in range(0, len(idx), batch_size):
         b = idx[s:s + batch_size]
         logp = log_probs(model, cache.images[b], cache.landmarks[b], cache.found[b], stats, device, flip=flip, bf16=bf16,
-                         zooms=zooms)
+                         zooms=zooms, soften_sigma=soften_sigma)
         out.append(torch.exp(logp).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.config.num_classes), np.float32)
 

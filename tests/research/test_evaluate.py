@@ -122,3 +122,30 @@ def test_temperature_stays_finite_when_validation_is_all_right():
     t = fit_temperature(probs, np.array([0, 1]))
     assert TEMPERATURE_RANGE[0] <= t <= TEMPERATURE_RANGE[1]
     assert np.isfinite(apply_temperature(probs, t)).all()
+
+
+def test_evaluating_a_model_folder_softens_its_crops_as_the_predictor_does(tiny_cache, tmp_path):
+    """`evaluate --model` scores the folder's own recipe: its `soften` reaches the cache path too."""
+    import json
+
+    from fusion_fer.artifacts import update_model
+    from fusion_fer.research import evaluate, export
+    from fusion_fer.research.prepare import load_cache
+    from fusion_fer.research.training import TrainConfig, predict_cache, train
+
+    from .conftest import SMALL
+
+    cache = load_cache(tiny_cache)
+    train(cache, tmp_path / "run", TrainConfig(epochs=1, batch_size=4, bf16=False, model=SMALL), progress=False)
+    assert export.main(["--run", str(tmp_path / "run"), "--data", str(tiny_cache), "--out", str(tmp_path / "m"), "--blind"]) == 0
+    update_model(tmp_path / "m", config={"soften": 1.5})
+    assert evaluate.main(["--model", str(tmp_path / "m"), "--data", str(tiny_cache), "--json", str(tmp_path / "e.json")]) == 0
+    assert json.loads((tmp_path / "e.json").read_text())["soften"] == 1.5
+    import torch
+
+    from fusion_fer.artifacts import load_artifacts
+
+    model, stats, _ = load_artifacts(tmp_path / "m")
+    idx, cpu = np.arange(len(cache.images)), torch.device("cpu")
+    sharp = predict_cache(model, cache, idx, stats, cpu)
+    assert not np.allclose(sharp, predict_cache(model, cache, idx, stats, cpu, soften_sigma=1.5))
