@@ -8,11 +8,13 @@ Hugging Face Space (README front matter).
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no network calls at import or launch
@@ -26,7 +28,7 @@ from fusion_fer import FERPLUS_CLASSES, ImageLoadError, load_predictor, model_na
 from fusion_fer.artifacts import DEFAULT_DIR, collection  # noqa: E402
 from fusion_fer.imageio import load_image_scaled  # noqa: E402
 from fusion_fer.samples import astronaut, face_clip, grace_hopper  # noqa: E402
-from fusion_fer.serving import BackgroundPool, steady_malloc  # noqa: E402
+from fusion_fer.serving import BackgroundPool, jpeg_data_url, steady_malloc  # noqa: E402
 from fusion_fer.stream import StreamState  # noqa: E402
 from fusion_fer.video import VideoConfig, VideoError, analyze_video, speed_note  # noqa: E402
 from fusion_fer.viz import draw_faces, draw_message, plot_timeline  # noqa: E402
@@ -39,7 +41,15 @@ STREAM_SECONDS = 600  # one webcam session may use the server this long, then mu
 UPLOADS_AT_ONCE = 2  # photos decoded and predicted at the same time; the rest wait in the queue: memory stays bounded
 STREAMS_AT_ONCE = 4  # webcam frames, a group of their own, so queued uploads never hold a live stream up
 PHOTO_NICENESS = 10  # upload threads' nice value above the server's: live frames first, photos take the rest of the CPU
-STREAM_EVERY = 0.07  # seconds between frames sent by the browser: a little under 0.1 so the server, not the timer, sets the pace
+STREAM_EVERY = 0.03  # seconds between frames the browser may send; it waits for each answer, so the server sets the pace
+CAMERA = {"video": {"width": {"ideal": 480}, "height": {"ideal": 360}}}  # Gradio asks for 1920x1440: 4x the pixels to send and decode, for a 48 px face crop
+
+log = logging.getLogger("fusion_fer.app")
+if not log.handlers:  # user errors in one line each; faults of ours with their traceback
+    _handler = logging.StreamHandler()
+    _handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    log.addHandler(_handler)
+    log.setLevel(logging.INFO)
 
 steady_malloc()  # many request threads, photos of every size: keep the server's memory flat
 PHOTOS = BackgroundPool(UPLOADS_AT_ONCE, PHOTO_NICENESS)
@@ -50,13 +60,28 @@ PREDICTORS = {PREDICTOR.name: PREDICTOR,
 MODEL_NAMES = list(PREDICTORS)
 
 
+class UserError(ValueError):
+    """A request we cannot serve because of what was sent: shown to the user, logged in one line."""
+
+
 def _predictor(model: str | None):
     """The predictor for a model name from the dropdown (None or "": the default)."""
     if not model:
         return PREDICTOR
     if model not in PREDICTORS:
-        raise gr.Error(f"Unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}.")
+        raise UserError(f"Unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}.")
     return PREDICTORS[model]
+
+
+def _api_error(where: str, err: UserError) -> gr.Error:
+    """A user error for an API caller: one line in the server's log, the reason in the client's exception."""
+    log.info("%s: %s", where, err)
+    return gr.Error(str(err), print_exception=False)
+
+
+def _message(text: str, error: bool = False) -> str:
+    """The output area's message panel: it stays until the next run (a pop-up fades)."""
+    return f"**Could not analyse this:** {text}" if error else text
 
 
 def upload_image(**kwargs) -> gr.Image:
@@ -105,65 +130,201 @@ def _new_output(suffix: str, name: str | None = None) -> Path:
     return folder / f"{name}{suffix}"
 
 
-def _unusable(what: str, path: str, err: Exception) -> str:
-    """The error shown for an upload we cannot use, without the server's temporary folder in it."""
-    return f"Could not use that {what}: {err}".replace(str(Path(path).parent) + "/", "")
+def _unusable(path: str, err: Exception) -> str:
+    """Why an upload cannot be used, without the server's temporary folder in it."""
+    return str(err).replace(str(Path(path).parent) + "/", "")
 
 
 def predict_upload(image: str | None, show_landmarks: bool = False, model: str | None = None) -> tuple[str, dict, list[dict]]:
-    """Upload tab and the `/predict` API: annotated image, probabilities of the largest face, every face.
-    `model`: a shipped model's name; left out, the default model answers. Runs on `PHOTOS`' low-priority
-    threads: while webcam streams run, they get the CPU first."""
-    return PHOTOS.run(_predict_upload, image, show_landmarks, model)
+    """The `/predict` API: annotated image, probabilities of the largest face, every face (boxes in the photo's
+    own pixels). `model`: a shipped model's name; left out, the default model answers. Runs on `PHOTOS`'
+    low-priority threads: while webcam streams run, they get the CPU first."""
+    try:
+        result = PHOTOS.run(_analyse_upload, image, show_landmarks, model)
+    except UserError as err:
+        raise _api_error("predict", err) from None
+    return result["image"], result["largest"], result["faces"]
 
 
-def _predict_upload(image: str | None, show_landmarks: bool, model: str | None) -> tuple[str, dict, list[dict]]:
+def show_upload(image: str | None, show_landmarks: bool = False, model: str | None = None):
+    """The Upload tab: what `/predict` answers, plus a table of every face and a message panel that keeps the
+    reason of a failure in view until the next run."""
+    try:
+        r = PHOTOS.run(_analyse_upload, image, show_landmarks, model)
+    except UserError as err:
+        log.info("upload: %s", err)
+        return None, None, None, _faces_table([]), _message(str(err), error=True)
+    except Exception:  # a fault of ours: its traceback goes to the log, the page still says something happened
+        log.exception("upload failed")
+        return None, None, None, _faces_table([]), _message("Something went wrong on the server (it is in its log). "
+                                                            "Try again, or another photo.", error=True)
+    return r["image"], r["largest"], r["faces"], _faces_table(r["faces"]), r["note"]
+
+
+def rerun_upload(image: str | None, show_landmarks: bool, model: str | None):
+    """Shows the photo again when the model or the landmarks option changes (nothing to do without a photo)."""
+    if image is None:
+        return (gr.skip(),) * 5
+    return show_upload(image, show_landmarks, model)
+
+
+def _faces_table(faces: list[dict]):
+    """One row per face, numbered as in the image: its expression, confidence and three likeliest classes."""
+    import pandas as pd
+
+    rows = [{"face": f"#{i}", "expression": f["label"], "confidence": f"{f['confidence']:.0%}",
+             "top 3": ", ".join(f"{c} {p:.0%}" for c, p in sorted(f["probs"].items(), key=lambda kv: -kv[1])[:3])}
+            for i, f in enumerate(faces, 1)]
+    return pd.DataFrame(rows, columns=list(FACE_COLUMNS))
+
+
+FACE_COLUMNS = ("face", "expression", "confidence", "top 3")
+
+
+def _analyse_upload(image: str | None, show_landmarks: bool, model: str | None) -> dict:
     predictor = _predictor(model)
     if image is None:
-        raise gr.Error("Upload a photo first.")
+        raise UserError("Upload a photo first.")
     size_mb = Path(image).stat().st_size / 1e6 if Path(image).is_file() else 0
     if size_mb > MAX_PHOTO_MB:
-        raise gr.Error(f"This photo is too large: {size_mb:.1f} MB; the size limit for photos is {MAX_PHOTO_MB} MB.")
+        raise UserError(f"This photo is too large: {size_mb:.1f} MB; the size limit for photos is {MAX_PHOTO_MB} MB.")
     try:
         # decoded at about the detection size (a 12 Mpx JPEG never exists at full size here); boxes in
         # the answer are converted back to the uploaded photo's pixels
         img, scale = load_image_scaled(image, predictor.face_config.detect_max_side)
     except ImageLoadError as err:
-        raise gr.Error(_unusable("file", image, err)) from None
+        raise UserError(_unusable(image, err)) from None
     rgb = np.asarray(img)
+    h, w = rgb.shape[:2]
+    full_w, full_h = round(w / scale), round(h / scale)
+    smallest = predictor.face_config.min_face_px
+    if min(full_w, full_h) < smallest:
+        raise UserError(f"This image is only {full_w}x{full_h} pixels: too small to hold a face "
+                        f"(a face needs at least about {smallest}x{smallest} pixels).")
     faces = predictor.predict(rgb)
     if not faces:
-        raise gr.Error("No face found in this photo. Faces should be at least ~8% of the shorter side and fairly frontal.")
-    return (_save_annotated(draw_faces(rgb, faces, show_landmarks)), faces[0].probs,
-            [f.scaled(1 / scale).to_dict() for f in faces])
+        px = predictor.detector.min_face_size(full_h, full_w)
+        raise UserError(f"No face found in this {full_w}x{full_h} photo. Faces should be fairly frontal and at least "
+                        f"~{predictor.face_config.min_face_fraction:.0%} of the shorter side (about {px} pixels here).")
+    labels = [f"#{i} {f.label} {f.confidence:.0%}" for i, f in enumerate(faces, 1)]
+    note = f"{len(faces)} face{'s' if len(faces) > 1 else ''} found" + (", numbered from the largest." if len(faces) > 1 else ".")
+    if scale < 1:
+        note += (f" The image is shown at {w}x{h}; the photo is {full_w}x{full_h}, and the boxes in the answer "
+                 "(JSON, API) are in its own pixels.")
+    return {"image": _save_annotated(draw_faces(rgb, faces, show_landmarks, labels=labels)), "largest": faces[0].probs,
+            "faces": [f.scaled(1 / scale).to_dict() for f in faces], "note": note}
 
 
-def stream_frame(frame: np.ndarray | None, state: StreamState | None, show_landmarks: bool, model: str | None = None):
-    """Webcam tab: one frame in, annotated frame + smoothed probabilities + frame rate out."""
-    state = state or StreamState()
-    predictor = _predictor(model)
+def live_image(**kwargs) -> gr.Image:
+    """gr.Image for the annotated live frames: each travels inside the stream's message as a JPEG data URL.
+
+    Given an array, Gradio would encode it, write it to a file named by a hash of its bytes and have the
+    page fetch it: identical frames (a still scene) rewrote a file while it was being read ("Too much
+    data for declared Content-Length"), and the fetches competed with the frames for the server's core.
+    (Overridden on the instance, as `upload_image` does.)
+    """
+    from gradio.data_classes import ImageData
+
+    image = gr.Image(type="numpy", **kwargs)
+    image.postprocess = lambda value: None if value is None else ImageData(url=jpeg_data_url(value))
+    return image
+
+
+@dataclass
+class LiveSession:
+    """One browser's webcam session (in gr.State): its stream, and when its label was last sent."""
+
+    stream: StreamState = field(default_factory=StreamState)
+    label: str | None = None
+    label_at: float = 0.0
+
+
+LABEL_EVERY_S = 0.25  # the smoothed label changes slowly: sent 4 times a second (or when it changes), not with every frame
+
+
+def stream_frame(frame: np.ndarray | None, session: LiveSession | None, show_landmarks: bool, model: str | None = None):
+    """Webcam tab: one frame in; the annotated frame and the smoothed probabilities of the largest face out.
+
+    Faces are detected every few frames and followed by their mesh in between (`StreamState.analyse`),
+    with the model's live recipe. The label is sent only when it changes or every `LABEL_EVERY_S`:
+    redrawing it with every frame cost the browser as much as the frame itself. The page counts the
+    frames it shows (`LIVE_JS`)."""
+    session = session or LiveSession()
     if frame is None:
-        return None, None, "waiting for the camera", state
+        return None, None, session
     try:
-        faces = state.update(predictor.predict(frame, **state.predict_kwargs()), predictor.classes)
+        faces = session.stream.analyse(frame, _predictor(model))
+    except UserError as err:
+        return draw_message(frame, str(err)), None, session
     except ImageLoadError:
-        return None, "unreadable frame", f"{state.fps:.1f} frames/s", state
-    if not faces:
-        return draw_message(frame, "no face"), "no face", f"{state.fps:.1f} frames/s", state
-    return draw_faces(frame, faces, show_landmarks), faces[0].probs, f"{state.fps:.1f} frames/s", state
+        return None, None, session
+    label = faces[0].label if faces else None
+    now = time.monotonic()
+    if label == session.label and now - session.label_at < LABEL_EVERY_S:
+        probs = gr.skip()
+    else:
+        probs, session.label, session.label_at = (faces[0].probs if faces else {}), label, now
+    image = draw_faces(frame, faces, show_landmarks) if faces else draw_message(frame, "no face")
+    return image, probs, session
+
+
+# The page's own count of the labelled frames it shows: images that reached the page and loaded, not frames
+# the server answered (some answers are overtaken by the next before their image loads).
+LIVE_JS = """
+() => {
+  const shown = [];
+  document.addEventListener("load", (e) => {
+    if (e.target.tagName === "IMG" && e.target.closest("#live-output")) shown.push(performance.now());
+  }, true);
+  setInterval(() => {
+    const now = performance.now();
+    while (shown.length && now - shown[0] > 3000) shown.shift();
+    const el = document.getElementById("live-fps-value");
+    if (!el) return;
+    const last = shown[shown.length - 1];
+    el.textContent = (shown.length < 2 || now - last > 1500) ? (shown.length ? "paused" : "not running")
+      : `${((shown.length - 1) * 1000 / (last - shown[0])).toFixed(1)} labelled frames/s shown`;
+  }, 500);
+}
+"""
+LIVE_I18N = {"audio.record": "Start live analysis", "audio.stop": "Stop"}  # the webcam's button: it does not record
 
 
 def predict_video(video: str | None, every: int = 3, progress=gr.Progress()):
-    """Video tab and the `/predict_video` API: annotated video, timeline plot, summary per face, CSV of every frame."""
+    """The `/predict_video` API: annotated video, timeline plot, summary per face, CSV of every frame, speed."""
+    try:
+        outputs, warning = _analyse_video(video, every, progress)
+    except UserError as err:
+        raise _api_error("predict_video", err) from None
+    if warning:
+        gr.Warning(warning)
+    return outputs
+
+
+def show_video(video: str | None, every: int = 3, progress=gr.Progress()):
+    """The Video tab: what `/predict_video` answers, and a message panel that keeps a failure's reason in view."""
+    try:
+        outputs, warning = _analyse_video(video, every, progress)
+    except UserError as err:
+        log.info("video: %s", err)
+        return None, None, None, None, "", _message(str(err), error=True)
+    except Exception:
+        log.exception("video failed")
+        return None, None, None, None, "", _message("Something went wrong on the server (it is in its log). "
+                                                    "Try again, or another video.", error=True)
+    return (*outputs, f"**Only part of this video could be read.** {warning}" if warning else "")
+
+
+def _analyse_video(video: str | None, every: int, progress) -> tuple[tuple, str | None]:
     if video is None:
-        raise gr.Error("Upload a video first.")
+        raise UserError("Upload a video first.")
     size_mb = Path(video).stat().st_size / 1e6
     if size_mb > MAX_VIDEO_MB:
-        raise gr.Error(f"This video is {size_mb:.0f} MB; the limit is {MAX_VIDEO_MB} MB.")
+        raise UserError(f"This video is {size_mb:.0f} MB; the limit is {MAX_VIDEO_MB} MB.")
     try:
         config = VideoConfig(every=int(every), max_seconds=MAX_VIDEO_SECONDS)  # longer videos: refused before decoding
     except ValueError as err:
-        raise gr.Error(_unusable("video", video, err)) from None
+        raise UserError(_unusable(video, err)) from None
     stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in Path(video).stem)[:60] or "video"
     out = _new_output(".mp4", f"{stem}_annotated")
     table, plot = out.with_name(f"{stem}_frames.csv"), out.with_name(f"{stem}_timeline.png")
@@ -173,13 +334,13 @@ def predict_video(video: str | None, every: int = 3, progress=gr.Progress()):
         if done % 10 == 0 or done == total:  # each call is a message to the browser
             progress((done, total), desc="Frames", unit="frames")
 
+    warning = None
     try:
         result = analyze_video(PREDICTOR, video, out=out, csv_path=table, config=config, progress=step)
     except VideoError as err:
         if err.partial is None:
-            raise gr.Error(_unusable("video", video, err)) from None
-        gr.Warning(_unusable("video", video, err))
-        result = err.partial
+            raise UserError(_unusable(video, err)) from None
+        warning, result = _unusable(video, err), err.partial
     plot_timeline(result.tracks, result.classes, plot)
     import pandas as pd
 
@@ -188,7 +349,7 @@ def predict_video(video: str | None, every: int = 3, progress=gr.Progress()):
     summary = pd.DataFrame(rows, columns=columns)
     for c in result.classes:  # shares as percentages read better in a table
         summary[c] = (summary[c] * 100).round(0).astype(int).astype(str) + " %"
-    return str(out), str(plot), summary, str(table), speed_note(result)
+    return (str(out), str(plot), summary, str(table), speed_note(result)), warning
 
 
 def model_card(name: str) -> str:
@@ -228,6 +389,8 @@ def _example_clip() -> Path:
 
 
 def build_demo() -> gr.Blocks:
+    import pandas as pd
+
     examples = [[str(grace_hopper())], [str(astronaut())]]
     with gr.Blocks(title="fusion_fer: facial expression recognition") as demo:
         gr.Markdown("# fusion_fer\nFacial expression recognition: MTCNN finds each face, Face Mesh marks it, a small network reads its expression.")
@@ -236,28 +399,43 @@ def build_demo() -> gr.Blocks:
                 with gr.Column():
                     inp = upload_image(label="Photo", sources=["upload", "clipboard"])
                     lm = gr.Checkbox(label="Show landmarks", value=False)
+                    # allow_custom_value: an API caller's unknown name reaches _predictor, which says which exist (and
+                    # logs one line, where Gradio's own check would print a traceback)
                     pick = gr.Dropdown(MODEL_NAMES, value=PREDICTOR.name, label="Model", visible=len(MODEL_NAMES) > 1,
-                                       info="ferplus: 8 classes (adds contempt); fer2013: the 7 FER2013 classes")
+                                       info="ferplus: 8 classes (adds contempt); fer2013: the 7 FER2013 classes",
+                                       allow_custom_value=True)
                     btn = gr.Button("Predict", variant="primary")
                     gr.Examples(examples, inputs=[inp])
                 with gr.Column():
+                    message = gr.Markdown(elem_id="upload-message")
                     out = gr.Image(label="Faces", type="filepath")
-                    label = gr.Label(label="Largest face", num_top_classes=len(FERPLUS_CLASSES))
-                    table = gr.JSON(label="Every face")
-            btn.click(predict_upload, [inp, lm, pick], [out, label, table], api_name="predict", concurrency_limit=UPLOADS_AT_ONCE)
+                    faces = gr.Dataframe(pd.DataFrame(columns=list(FACE_COLUMNS)), label="Every face, numbered as in the image",
+                                         elem_id="upload-faces", interactive=False, wrap=True)
+                    label = gr.Label(label="Largest face (#1)", num_top_classes=len(FERPLUS_CLASSES))
+                    with gr.Accordion("Every face as JSON (boxes in the photo's own pixels)", open=False):
+                        table = gr.JSON(label="Every face")
+            shown = [out, label, table, faces, message]
+            photo = {"concurrency_limit": UPLOADS_AT_ONCE, "concurrency_id": "photos"}
+            btn.click(show_upload, [inp, lm, pick], shown, api_visibility="private", **photo)
+            for option in (lm, pick):  # the photo is shown again as the options say
+                option.change(rerun_upload, [inp, lm, pick], shown, api_visibility="private", **photo)
+            # the API keeps its three outputs, and raises on a bad photo (the page shows the reason instead)
+            gr.Button(visible=False).click(predict_upload, [inp, lm, pick], [out, label, table], api_name="predict", **photo)
         with gr.Tab("Webcam"):
             state = gr.State(None)
             with gr.Row():
                 with gr.Column():
-                    cam = gr.Image(label="Camera", sources=["webcam"], streaming=True, type="numpy")
+                    cam = gr.Image(label="Camera", sources=["webcam"], streaming=True, type="numpy",
+                                   webcam_options=gr.WebcamOptions(mirror=True, constraints=CAMERA))
                     cam_lm = gr.Checkbox(label="Show landmarks", value=False)
                     cam_pick = gr.Dropdown(MODEL_NAMES, value=PREDICTOR.name, label="Model", visible=len(MODEL_NAMES) > 1)
                 with gr.Column():
-                    live = gr.Image(label="Live", type="numpy", format="jpeg")
+                    live = live_image(label="Live", elem_id="live-output")
                     live_label = gr.Label(label="Expression (smoothed)", num_top_classes=3)
-                    fps = gr.Textbox(label="Processed", value="", interactive=False)
-            cam.stream(stream_frame, [cam, state, cam_lm, cam_pick], [live, live_label, fps, state], stream_every=STREAM_EVERY,
-                       time_limit=STREAM_SECONDS, concurrency_limit=STREAMS_AT_ONCE, api_name="stream")
+                    gr.HTML('<span id="live-fps-value">not running</span>', elem_id="live-fps")
+            cam.stream(stream_frame, [cam, state, cam_lm, cam_pick], [live, live_label, state], stream_every=STREAM_EVERY,
+                       time_limit=STREAM_SECONDS, concurrency_limit=STREAMS_AT_ONCE, api_name="stream",
+                       show_progress="hidden")  # no timers over the labels
         with gr.Tab("Video"):
             gr.Markdown(f"Upload a recorded clip (up to {MAX_VIDEO_MB} MB and {MAX_VIDEO_SECONDS // 60} minutes; any format "
                         "FFmpeg reads). Every face is followed through the clip and gets a track number. "
@@ -276,9 +454,13 @@ def build_demo() -> gr.Blocks:
                                            wrap=True)
                     frames_csv = gr.File(label="Every frame (CSV)")
                     vid_speed = gr.Textbox(label="Speed", interactive=False)
-            vid_btn.click(predict_video, [vid, every], [vid_out, timeline, summary, frames_csv, vid_speed],
-                          api_name="predict_video", concurrency_limit=1,  # long and CPU-bound: one at a time
+                    vid_message = gr.Markdown(elem_id="video-message")
+            video_out = [vid_out, timeline, summary, frames_csv, vid_speed]
+            vid_btn.click(show_video, [vid, every], [*video_out, vid_message], api_visibility="private",
+                          concurrency_limit=1, concurrency_id="video",  # long and CPU-bound: one at a time
                           show_progress_on=[vid_out])  # one progress bar, where the annotated video will appear
+            gr.Button(visible=False).click(predict_video, [vid, every], video_out, api_name="predict_video",
+                                           concurrency_limit=1, concurrency_id="video")
         with gr.Tab("About"):
             gr.Markdown(which_model())
             for name, predictor in PREDICTORS.items():
@@ -294,4 +476,5 @@ demo = build_demo()
 
 if __name__ == "__main__":
     allowed = [str(grace_hopper().parent), str(astronaut().parent), str(DEFAULT_DIR), str(EXAMPLES_DIR)]
-    demo.queue(default_concurrency_limit=UPLOADS_AT_ONCE).launch(max_file_size=MAX_UPLOAD, allowed_paths=allowed)
+    demo.queue(default_concurrency_limit=UPLOADS_AT_ONCE).launch(max_file_size=MAX_UPLOAD, allowed_paths=allowed, js=LIVE_JS,
+                                                                 i18n=gr.I18n(en=LIVE_I18N))

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from fusion_fer import load_image  # noqa: E402
 from fusion_fer.samples import astronaut, grace_hopper  # noqa: E402
-from tests.helpers import group_photo, running_app, write_y4m  # noqa: E402
+from tests.helpers import FAKE_CAMERA_ARGS, group_photo, running_app, start_webcam, write_y4m  # noqa: E402
 
 SIZES_MPX = (0.3, 1.0, 3.0, 6.0, 12.6)
 
@@ -118,8 +118,7 @@ def main() -> int:
                         failures.append(f"upload {photo.name}: {str(err)[:200]}")
 
         def streams() -> None:
-            """K pages streaming the fake camera; each page's "Processed" box is read once a second."""
-            import re
+            """K pages streaming the fake camera; each page's count of the labelled frames it shows, once a second."""
             import shutil
 
             from playwright.sync_api import sync_playwright
@@ -130,23 +129,19 @@ def main() -> int:
                 return
             cam = write_y4m(tmp / "cam.y4m", np.asarray(load_image(grace_hopper())))
             with sync_playwright() as pw:
-                browser = pw.chromium.launch(executable_path=chromium, headless=True, args=[
-                    "--no-sandbox", "--disable-gpu", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-                    f"--use-file-for-fake-video-capture={cam}", "--disable-background-timer-throttling",
-                    "--disable-renderer-backgrounding", "--disable-backgrounding-occluded-windows"])
+                browser = pw.chromium.launch(executable_path=chromium, headless=True,
+                                             args=[*FAKE_CAMERA_ARGS, f"--use-file-for-fake-video-capture={cam}"])
                 pages = []
                 for _ in range(args.streams):
                     page = browser.new_context(viewport={"width": 1280, "height": 900}, permissions=["camera"]).new_page()
                     page.goto(url, wait_until="domcontentloaded")
-                    page.get_by_role("tab", name="Webcam").click()
-                    page.get_by_text("Click to Access Webcam").click()
-                    page.get_by_role("button", name=re.compile("Record|capture", re.I)).first.click()
+                    start_webcam(page)
                     pages.append(page)
                 while time.time() < t_end:
                     for k, page in enumerate(pages):
                         try:
-                            value = page.get_by_label("Processed").input_value(timeout=2000)
-                            if value.endswith("frames/s"):
+                            value = page.locator("#live-fps-value").inner_text(timeout=2000)
+                            if value.endswith("frames/s shown"):
                                 stream_fps[k].append((time.time() - t_start, float(value.split()[0])))
                         except Exception as err:  # noqa: BLE001
                             with lock:
@@ -171,7 +166,7 @@ def main() -> int:
         stop.set()
         after_1min = next((m for s, m in samples if s >= 60), samples[-1][1])
         lat = sorted(x for _, x in uploads)
-        # each page's own rate (StreamState.fps, over its last 30 frames), after a 10 s start, while uploads ran
+        # each page's own count of the frames it showed (over its last 3 s), after a 10 s start, while uploads ran
         rates = [[v for t, v in f if t >= 10] for f in stream_fps]
         result = {
             "minutes": args.minutes, "upload_clients": args.uploads, "streams": args.streams,

@@ -83,6 +83,9 @@ class Predictor:
         self.class_bias = torch.tensor(self.config.get("class_bias", [0.0] * len(self.classes)), dtype=torch.float32)
         self.flip = flip
         self.zooms = tuple(self.config.get("zooms", [1.0]))  # test-time framings (evaluate --zooms auto, or recipe.py)
+        # The webcam's recipe: fewer framings (each with its mirror) for speed; the stream's smoothing covers the
+        # rest. Chosen on the selection data (export --live-report); else the framing nearest the training one.
+        self.live_zooms = tuple(self.config.get("live_zooms", [min(self.zooms, key=lambda z: abs(z - 1.0))]))
         self.soften = float(self.config.get("soften", 0.0))  # Gaussian sigma in crop pixels before the network (research.select)
         self.face_config = FaceConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in self.config["face"].items()})
         self.crop_size = 48  # the cache's crop size: the mesh runs on what training's mesh saw
@@ -94,7 +97,7 @@ class Predictor:
             self.mesh = FaceMesh(mesh_config)
 
     def predict(self, image: ImageInput, detect: bool = True, detect_max_side: int | None = None,
-                min_face_fraction: float | None = None, urgent: bool = False) -> list[FaceResult]:
+                min_face_fraction: float | None = None, urgent: bool = False, live: bool = False) -> list[FaceResult]:
         """Predicts the expression of every face.
 
         Args:
@@ -103,6 +106,7 @@ class Predictor:
             detect_max_side, min_face_fraction: detection speed settings (see `FaceDetector.detect`);
                 the webcam stream uses `StreamState`'s.
             urgent: a live frame: it goes before photos waiting for the detector and the mesh.
+            live: the webcam's recipe (`live_zooms`, fewer views) instead of the photo one.
 
         Returns:
             One FaceResult per face, largest first, in the input's pixels; an empty list when no face
@@ -112,13 +116,34 @@ class Predictor:
         Raises:
             ImageLoadError: the input is not a readable image.
         """
+        zooms = self.live_zooms if live else self.zooms
         if not detect:
             rgb = as_rgb_array(image)
-            return self._classify([to_gray(rgb)], [_whole_image(rgb)], whole_image=True)
+            return self._classify([to_gray(rgb)], [_whole_image(rgb)], whole_image=True, zooms=zooms)
         faces, crops, scale = self.face_crops(image, detect_max_side, min_face_fraction, urgent)
         if not faces:
             return []
-        return [r.scaled(1 / scale) for r in self._classify(crops, faces, urgent=urgent)]
+        return [r.scaled(1 / scale) for r in self._classify(crops, faces, urgent=urgent, zooms=zooms)]
+
+    def predict_at(self, image: ImageInput, boxes: list[tuple[float, float, float, float]], urgent: bool = False,
+                   live: bool = False) -> list[FaceResult]:
+        """Classifies the faces at known boxes, without detection (a tracker's boxes between detections).
+
+        Args:
+            image: numpy array (RGB uint8 or grey), PIL image, path or bytes, at the boxes' scale.
+            boxes: (x1, y1, x2, y2) face boxes as `FaceDetector.detect` draws them.
+            urgent, live: as in `predict`.
+
+        Returns:
+            One FaceResult per box, in order. `landmarks` is None where Face Mesh found no face in the box:
+            the face has left it (a tracker then detects again).
+        """
+        rgb = as_rgb_array(image)
+        faces = [Face(tuple(float(v) for v in b), 1.0, np.zeros((5, 2), np.float32)) for b in boxes]
+        if not faces:
+            return []
+        crops = [to_gray(crop_face(rgb, f, self.crop_size, self.face_config)) for f in faces]
+        return self._classify(crops, faces, urgent=urgent, zooms=self.live_zooms if live else self.zooms)
 
     def face_crops(self, image: ImageInput, detect_max_side: int | None = None, min_face_fraction: float | None = None,
                    urgent: bool = False) -> tuple[list[Face], list[np.ndarray], float]:
@@ -150,12 +175,12 @@ class Predictor:
 
     @torch.inference_mode()
     def _classify(self, grays: list[np.ndarray], faces: list[Face], whole_image: bool = False,
-                  urgent: bool = False) -> list[FaceResult]:
+                  urgent: bool = False, zooms: tuple[float, ...] | None = None) -> list[FaceResult]:
         size = self.crop_size
         crops = np.stack([resize_gray(g, size) for g in grays])
         points, found = self.mesh_points(crops, urgent=urgent)
-        logp = log_probs(self.model, crops, points, found, self.stats, self.device, flip=self.flip, zooms=self.zooms,
-                         soften_sigma=self.soften)
+        logp = log_probs(self.model, crops, points, found, self.stats, self.device, flip=self.flip,
+                         zooms=self.zooms if zooms is None else zooms, soften_sigma=self.soften)
         probs = torch.softmax((logp.cpu() + self.class_bias) / self.temperature, dim=1).numpy()
         results = []
         for i, face in enumerate(faces):

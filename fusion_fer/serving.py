@@ -74,3 +74,17 @@ def steady_malloc(arenas: int = 2, mmap_threshold: int = 8 << 20) -> bool:
         return ok and libc.mallopt(-3, mmap_threshold) == 1  # M_MMAP_THRESHOLD, fixed (and the trim threshold with it)
     except (OSError, AttributeError):  # not glibc (macOS, Windows, musl): nothing to tune
         return False
+
+
+
+def jpeg_data_url(rgb, quality: int = 80) -> str:
+    """(H, W, 3) uint8 RGB as a `data:image/jpeg;base64,...` URL: a live frame that travels inside the
+    stream's own message, so the page shows it without fetching a file, and no file is written or served."""
+    import base64
+
+    import cv2
+
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError(f"could not encode a frame of shape {getattr(rgb, 'shape', None)} as JPEG")
+    return "data:image/jpeg;base64," + base64.b64encode(data.tobytes()).decode("ascii")

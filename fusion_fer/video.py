@@ -293,7 +293,7 @@ def analyze_video(predictor: Predictor, src: str | os.PathLike, out: str | os.Pa
             raise VideoError(f"'{src.name}' is {duration:.0f} s long; the limit is {config.max_seconds:.0f} s")
         expected = int(stream.frames or round(duration * fps) or 0)
         audio_in = container.streams.audio[0] if (out is not None and container.streams.audio) else None
-        state = StreamState(alpha=config.smoothing, max_missed=config.max_missed,
+        state = StreamState(alpha=config.smoothing, max_missed=config.max_missed, box_smoothing=0.0,
                             detect_max_side=config.detect_max_side, min_face_fraction=config.min_face_fraction)
         kwargs = {"detect_max_side": config.detect_max_side, "min_face_fraction": config.min_face_fraction}
         writer: _Writer | None = None
@@ -303,7 +303,7 @@ def analyze_video(predictor: Predictor, src: str | os.PathLike, out: str | os.Pa
             rows.writerow(csv_header(classes))
         history: dict[int, list[tuple[float, np.ndarray, str]]] = {}
         last: list[tuple[int, FaceResult]] = []
-        n = processed = 0
+        n = processed = since = 0  # since: frames since the last classified one
         size, rotation, t_last, failure = (0, 0), 0, 0.0, None
         early_audio: list = []  # packets demuxed before the first frame is decoded (and the output's size known)
 
@@ -321,7 +321,8 @@ def analyze_video(predictor: Predictor, src: str | os.PathLike, out: str | os.Pa
                         for packet in early_audio:
                             writer.audio(packet)
                         early_audio.clear()
-                since = frame.index % config.every
+                if state.new_scene(frame.rgb):  # a hard cut: whoever is there now gets a new track at once
+                    since = 0
                 if since == 0:
                     last = state.update_tracks(predictor.predict(frame.rgb, **kwargs), classes)
                     processed += 1
@@ -334,7 +335,7 @@ def analyze_video(predictor: Predictor, src: str | os.PathLike, out: str | os.Pa
                     shown = _carried(last, state, since / config.every) if since else [f for _, f in last]
                     labels = [f"#{tid} {f.label} {f.confidence:.0%}" for (tid, _), f in zip(last, shown)]
                     writer.write(draw_faces(frame.rgb, shown, config.show_landmarks, labels=labels), frame.pts)
-                n, t_last = n + 1, frame.time_s
+                n, t_last, since = n + 1, frame.time_s, (since + 1) % config.every
                 if progress is not None:
                     progress(n, max(expected, n))
         except VideoError as err:

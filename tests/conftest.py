@@ -61,9 +61,16 @@ def hopper_crop(detector, hopper_rgb) -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
-def app_url(tmp_path_factory):
-    """The real app (`python app.py`), started from an unrelated working directory on a free port."""
+def app_server(tmp_path_factory):
+    """The real app (`python app.py`), started from an unrelated working directory on a free port:
+    (url, that directory), where its log is app.log."""
     from .helpers import running_app
 
-    with running_app(tmp_path_factory.mktemp("elsewhere")) as (url, _):
-        yield url
+    workdir = tmp_path_factory.mktemp("elsewhere")
+    with running_app(workdir) as (url, _):
+        yield url, workdir
+
+
+@pytest.fixture(scope="session")
+def app_url(app_server):
+    return app_server[0]

@@ -15,13 +15,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @contextmanager
 def running_app(workdir: str | os.PathLike | None = None, timeout: float = 240.0,
-                env: dict | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+                env: dict | None = None, cpus: set[int] | None = None,
+                app: str | os.PathLike | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
     """Runs the checkout's `python app.py` on 127.0.0.1 at a free port, for tests and benchmarks.
 
     Args:
         workdir: its working directory (default: a new temporary one); its output goes to app.log there.
         timeout: seconds to wait for the first answer.
         env: extra environment variables.
+        cpus: run it on these CPU cores only (Linux), as a small server would.
+        app: another checkout's app.py (default: this one's), to compare builds side by side.
 
     Yields:
         (url, process) once the page answers; the process is stopped on exit.
@@ -41,9 +44,11 @@ def running_app(workdir: str | os.PathLike | None = None, timeout: float = 240.0
     cwd = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="fusion_fer_app_"))
     full_env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
                 "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", **(env or {})}
-    app = ROOT / "app.py"
+    app = Path(app) if app is not None else ROOT / "app.py"
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
     with open(cwd / "app.log", "w") as log:
-        proc = subprocess.Popen([sys.executable, str(app)], cwd=cwd, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, str(app)], cwd=cwd, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+                                preexec_fn=pin)
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.time() + timeout
@@ -77,7 +82,10 @@ def group_photo(kind: str = "crowd", seed: int = 0, size: tuple[int, int] = (160
     - "crowd": 7 to 9 faces of 40 to 170 px, none touching;
     - "edges": one face cut by each edge of the frame (30 to 50 % of the face outside), plus two inside;
     - "closeup": one face whose box is 80 % of the frame's height (a selfie), cut by the frame;
-    - "selfie": a large foreground face cut by a bottom corner, and 5 smaller faces behind.
+    - "selfie": a large foreground face cut by a bottom corner, and 5 smaller faces behind;
+    - "selfie_group": 7 faces as in a selfie of a group: the taker's own face in front (35 to 50 % of
+      the frame's height, about 40 % of it beyond the right edge), a face cut by the bottom-left corner,
+      a face half hidden behind another head (the part in view is the truth), and 3 more behind.
 
     Returns:
         (rgb (H, W, 3) uint8, boxes: list of (x1, y1, x2, y2) face boxes clipped to the frame).
@@ -86,8 +94,9 @@ def group_photo(kind: str = "crowd", seed: int = 0, size: tuple[int, int] = (160
     import numpy as np
     from PIL import Image
 
-    if kind not in ("crowd", "edges", "closeup", "selfie"):
-        raise ValueError(f"Invalid kind {kind!r}. Only crowd, edges, closeup and selfie are supported.")
+    kinds = ("crowd", "edges", "closeup", "selfie", "selfie_group")
+    if kind not in kinds:
+        raise ValueError(f"Invalid kind {kind!r}. Only {', '.join(kinds)} are supported.")
     rng = np.random.default_rng(seed)
     w, h = size
     canvas = np.empty((h, w, 3), np.uint8)
@@ -105,8 +114,9 @@ def group_photo(kind: str = "crowd", seed: int = 0, size: tuple[int, int] = (160
     boxes: list[tuple[float, float, float, float]] = []
     taken: list[tuple[int, int, int, int]] = []
 
-    def paste(face_w: float, fx: float, fy: float) -> None:
-        """Puts a portrait whose face box is face_w wide with its top-left corner at (fx, fy)."""
+    def paste(face_w: float, fx: float, fy: float, head_only: bool = False) -> None:
+        """Puts a portrait whose face box is face_w wide with its top-left corner at (fx, fy); `head_only`:
+        only an ellipse around the head (a head in front of another face, not a rectangle of background)."""
         src, (bx1, by1, bx2, by2) = sources[int(rng.integers(0, len(sources)))]
         s = face_w / (bx2 - bx1)
         tile = cv2.resize(src, (max(1, round(src.shape[1] * s)), max(1, round(src.shape[0] * s))),
@@ -121,10 +131,28 @@ def group_photo(kind: str = "crowd", seed: int = 0, size: tuple[int, int] = (160
         x1_, y1_ = min(w, ox + tile.shape[1]), min(h, oy + tile.shape[0])
         if x1_ <= x0 or y1_ <= y0:
             return
-        canvas[y0:y1_, x0:x1_] = tile[y0 - oy:y1_ - oy, x0 - ox:x1_ - ox]
+        part = tile[y0 - oy:y1_ - oy, x0 - ox:x1_ - ox]
+        if head_only:
+            yy, xx = np.mgrid[y0:y1_, x0:x1_]
+            cx, cy = ox + (box[0] + box[2]) / 2, oy + (box[1] + box[3]) / 2 - 0.12 * (box[3] - box[1])
+            rx, ry = 0.68 * (box[2] - box[0]), 0.78 * (box[3] - box[1])
+            inside = ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1
+            canvas[y0:y1_, x0:x1_][inside] = part[inside]
+            for k, b in enumerate(boxes):  # a face behind this head: its truth is the part still in view
+                bx0, by0, bx1, by1 = (int(round(v)) for v in b)
+                seen = np.ones((max(0, by1 - by0), max(0, bx1 - bx0)), bool)
+                sy0, sx0 = max(by0, y0), max(bx0, x0)
+                sy1, sx1 = min(by1, y1_), min(bx1, x1_)
+                if sy1 > sy0 and sx1 > sx0:
+                    seen[sy0 - by0:sy1 - by0, sx0 - bx0:sx1 - bx0] &= ~inside[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0]
+                    cols, rows = np.flatnonzero(seen.any(0)), np.flatnonzero(seen.any(1))
+                    boxes[k] = ((bx0 + cols[0], by0 + rows[0], bx0 + cols[-1] + 1, by0 + rows[-1] + 1)
+                                if len(cols) else (-1, -1, -1, -1))
+        else:
+            canvas[y0:y1_, x0:x1_] = part
         fb = (box[0] + ox, box[1] + oy, box[2] + ox, box[3] + oy)
         # a face pasted later may hide part of one pasted before: keep only boxes mostly visible
-        for k, b in enumerate(boxes):
+        for k, b in enumerate(boxes if not head_only else []):
             ix = max(0.0, min(b[2], x1_) - max(b[0], x0))
             iy = max(0.0, min(b[3], y1_) - max(b[1], y0))
             if ix * iy > 0.3 * (b[2] - b[0]) * (b[3] - b[1]):
@@ -132,8 +160,8 @@ def group_photo(kind: str = "crowd", seed: int = 0, size: tuple[int, int] = (160
         boxes.append((max(0.0, fb[0]), max(0.0, fb[1]), min(float(w), fb[2]), min(float(h), fb[3])))
         taken.append((x0, y0, x1_, y1_))
 
-    def free_spot(face_w: float) -> tuple[float, float] | None:
-        for _ in range(200):
+    def free_spot(face_w: float, tries: int = 200) -> tuple[float, float] | None:
+        for _ in range(tries):
             fx, fy = rng.uniform(0.02 * w, w - 1.6 * face_w), rng.uniform(0.02 * h, h - 1.8 * face_w)
             r = (fx - 1.2 * face_w, fy - face_w, fx + 2.2 * face_w, fy + 2.6 * face_w)
             if all(r[2] < t[0] or r[0] > t[2] or r[3] < t[1] or r[1] > t[3] for t in taken):
@@ -162,6 +190,29 @@ def group_photo(kind: str = "crowd", seed: int = 0, size: tuple[int, int] = (160
         face_h = 0.8 * h
         face_w = face_h * 0.82
         paste(face_w, rng.uniform(0.1, 0.5) * (w - face_w), 0.12 * h)
+    elif kind == "selfie_group":
+        # in front, heads only (nothing behind them is blanked by a rectangle): the selfie-taker cut by the
+        # right edge, and a face cut by the bottom-left corner; their heads' room is kept free first
+        face_h = rng.uniform(0.35, 0.5) * h
+        big_w = 0.82 * face_h
+        big = (w - rng.uniform(0.55, 0.65) * big_w, rng.uniform(0.3, 0.45) * h)
+        corner_w = rng.uniform(130, 170)
+        corner = (-rng.uniform(0.25, 0.4) * corner_w, h - rng.uniform(0.75, 0.9) * 1.2 * corner_w)
+        for (fx, fy), fw in ((big, big_w), (corner, corner_w)):
+            taken.append((int(fx - 0.5 * fw), int(fy - 0.7 * fw), int(fx + 1.5 * fw), int(fy + 1.8 * fw)))
+        face_w = rng.uniform(75, 100)  # a pair: the second head hides about half of the first face
+        spot = free_spot(1.5 * face_w, tries=2000)
+        if spot:
+            paste(face_w, *spot)
+            paste(face_w * rng.uniform(0.95, 1.1), spot[0] + rng.uniform(0.45, 0.6) * face_w,
+                  spot[1] + rng.uniform(0.05, 0.25) * face_w, head_only=True)
+        for _ in range(3):
+            face_w = rng.uniform(60, 100)
+            spot = free_spot(face_w, tries=2000)
+            if spot:
+                paste(face_w, *spot)
+        paste(corner_w, *corner, head_only=True)
+        paste(big_w, *big, head_only=True)
     else:  # selfie
         for _ in range(5):
             face_w = rng.uniform(60, 130)
@@ -175,9 +226,10 @@ def group_photo(kind: str = "crowd", seed: int = 0, size: tuple[int, int] = (160
     return canvas, kept
 
 
-def write_y4m(path: str | Path, rgb, frames: int = 30, size: tuple[int, int] = (640, 480)) -> Path:
+def write_y4m(path: str | Path, rgb, frames: int = 30, size: tuple[int, int] = (640, 480), fps: int = 10) -> Path:
     """A short clip of the photo drifting a few pixels, as Chromium's fake camera reads it
-    (`--use-file-for-fake-video-capture=PATH`): the browser test and the soak benchmark stream it."""
+    (`--use-file-for-fake-video-capture=PATH`, played at `fps` in a loop): the browser test and the
+    stream benchmarks stream it."""
     import cv2
     import numpy as np
 
@@ -185,7 +237,7 @@ def write_y4m(path: str | Path, rgb, frames: int = 30, size: tuple[int, int] = (
     scale = min(w / rgb.shape[1], h / rgb.shape[0]) * 0.9
     face = cv2.resize(rgb, (int(rgb.shape[1] * scale) // 2 * 2, int(rgb.shape[0] * scale) // 2 * 2))
     with open(path, "wb") as f:
-        f.write(f"YUV4MPEG2 W{w} H{h} F10:1 Ip A1:1 C420jpeg\n".encode())
+        f.write(f"YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
         for i in range(frames):
             canvas = np.full((h, w, 3), 50, np.uint8)
             x = (w - face.shape[1]) // 2 + int(8 * np.sin(i / 4))
@@ -193,3 +245,21 @@ def write_y4m(path: str | Path, rgb, frames: int = 30, size: tuple[int, int] = (
             canvas[y:y + face.shape[0], x:x + face.shape[1]] = face
             f.write(b"FRAME\n" + cv2.cvtColor(canvas, cv2.COLOR_RGB2YUV_I420).tobytes())
     return Path(path)
+
+
+#: Chromium flags for a headless browser with a fake camera that plays a y4m file (add
+#: `--use-file-for-fake-video-capture=PATH`); background pages keep their timers.
+FAKE_CAMERA_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--disable-quic",
+                    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                    "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+                    "--disable-backgrounding-occluded-windows"]
+
+
+def start_webcam(page, timeout_ms: float = 60_000) -> None:
+    """On a page of the app: opens the Webcam tab, lets it use the (fake) camera and starts the stream."""
+    import re
+
+    page.get_by_role("tab", name="Webcam").click(timeout=timeout_ms)
+    page.get_by_text("Click to Access Webcam").click(timeout=timeout_ms)
+    page.locator("button:visible", has_text=re.compile("Start live analysis|Record")).first.click(timeout=timeout_ms)

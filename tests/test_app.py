@@ -52,7 +52,7 @@ def test_each_shipped_model_answers_by_name_and_the_default_without_one(client):
     assert seen[model_names()[0]] == default["probs"]  # model_names() lists the default first
     if "ferplus" in seen:
         assert "contempt" in seen["ferplus"]
-    with pytest.raises(Exception, match="not in the list of choices"):  # Gradio checks the menu itself
+    with pytest.raises(Exception, match="Unknown model 'no_such_model'; choose one of ferplus, fer2013"):
         client.predict(handle_file(str(grace_hopper())), False, "no_such_model", api_name="/predict")
 
 
@@ -113,6 +113,44 @@ def test_bad_inputs_get_clear_errors_and_the_server_keeps_serving(client, tmp_pa
     assert "size" in msg or "large" in msg or "413" in msg
     # ...and the server still answers.
     assert len(_predict(client, grace_hopper())[2]) == 1
+
+
+def test_user_errors_name_their_cause_and_take_one_line_of_the_log(client, app_server, tmp_path):
+    """A 1-pixel image, an empty file, a photo without a face: each error says what is wrong, and the server's
+    log gets one line per error, without a traceback (those are kept for faults of ours)."""
+    dot, empty, wall = tmp_path / "dot.png", tmp_path / "empty.jpg", tmp_path / "plain_wall.png"
+    Image.new("RGB", (1, 1)).save(dot)
+    empty.write_bytes(b"")
+    Image.new("RGB", (800, 600), (200, 190, 180)).save(wall)
+    assert "only 1x1 pixels" in _error(client, dot)
+    assert "empty file (0 bytes)" in _error(client, empty)
+    no_face = _error(client, wall)
+    assert "No face found in this 800x600 photo" in no_face and "about 48 pixels" in no_face
+    log = (app_server[1] / "app.log").read_text()
+    assert "Traceback" not in log, log[-3000:]
+    for reason in ("only 1x1 pixels", "empty file (0 bytes)", "No face found in this 800x600 photo"):
+        lines = [line for line in log.splitlines() if reason in line]
+        assert len(lines) == 1 and "INFO fusion_fer.app: predict:" in lines[0], lines
+
+
+def test_upload_tab_reports_a_downscaled_photo_and_keeps_the_api_in_photo_pixels(tmp_path, hopper_rgb):
+    """The page's answer says when the image it shows is smaller than the photo; the boxes stay in the photo's
+    own pixels. Called in-process: the tab's function is not an API endpoint."""
+    import sys
+
+    sys.path.insert(0, str(ROOT))
+    import app
+
+    big = tmp_path / "big.jpg"
+    Image.fromarray(hopper_rgb).resize((2048, 2400)).save(big, quality=90)
+    image, largest, faces, table, note = app.show_upload(str(big), False, None)
+    w, h = Image.open(image).size
+    assert w < 2048 and f"shown at {w}x{h}; the photo is 2048x2400" in note
+    x1, _, x2, _ = faces[0]["box"]
+    assert 480 < x2 - x1 < 1040  # 4x the portrait's face (120-260 px)
+    assert list(table.columns) == ["face", "expression", "confidence", "top 3"] and table.iloc[0]["face"] == "#1"
+    _, _, _, empty, message = app.show_upload(str(tmp_path / "missing.jpg"), False, None)
+    assert message.startswith("**Could not analyse this:**") and "no such file" in message and empty.empty
 
 
 def test_eight_simultaneous_requests_all_succeed(app_url):

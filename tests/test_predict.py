@@ -226,3 +226,24 @@ def test_every_shipped_model_is_fused_and_answers_a_face_without_landmarks():
         assert p.model.config.mode == "fused" and p.model.config.fusion == "guided", name
         [face] = p.predict(blank, detect=False)
         assert face.landmarks is None and abs(sum(face.probs.values()) - 1) < 1e-4 and face.label in p.classes
+
+
+def test_predict_at_a_known_box_is_predict_without_detection(hopper_rgb):
+    """A tracker's box gives the same crop, hence the same answer, as the detection it came from; the live
+    recipe is the photo recipe with the model's live framings only; a box without a face has no mesh."""
+    p = load_predictor()
+    full = p.predict(hopper_rgb)[0]
+    at = p.predict_at(hopper_rgb, [full.box])[0]
+    assert at.label == full.label and max(abs(at.probs[c] - full.probs[c]) for c in p.classes) < 1e-5
+    assert np.allclose(at.landmarks, full.landmarks, atol=1e-3)
+    live = p.predict(hopper_rgb, live=True)[0]
+    zooms = p.zooms
+    try:
+        p.zooms = p.live_zooms
+        same = p.predict(hopper_rgb)[0]
+    finally:
+        p.zooms = zooms
+    assert len(p.live_zooms) < len(p.zooms) and live.probs == same.probs
+    blank = np.full_like(hopper_rgb, 90)
+    assert p.predict_at(blank, [full.box])[0].landmarks is None
+    assert p.predict_at(hopper_rgb, []) == []

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 
 from fusion_fer.labels import CLASSES
 from fusion_fer.predict import FaceResult
@@ -109,3 +110,83 @@ def test_switching_to_a_model_with_other_classes_starts_the_smoothing_afresh():
     # no mixing with the old model's "happy" history, and every one of the 8 classes is there
     assert out.label == "contempt" and abs(out.probs["contempt"] - 0.86) < 1e-9 and set(out.probs) == set(FERPLUS_CLASSES)
     assert len(state.tracks) == 1
+
+
+def _frame(rgb: np.ndarray, dx: int = 0, size=(640, 480)) -> np.ndarray:
+    """A webcam-like frame: the portrait at 0.9 of the height on grey, moved dx pixels."""
+    w, h = size
+    s = 0.9 * h / rgb.shape[0]
+    face = cv2.resize(rgb, (int(rgb.shape[1] * s), int(rgb.shape[0] * s)), interpolation=cv2.INTER_AREA)
+    out = np.full((h, w, 3), 60, np.uint8)
+    x, y = (w - face.shape[1]) // 2 + dx, (h - face.shape[0]) // 2
+    out[y:y + face.shape[0], x:x + face.shape[1]] = face
+    return out
+
+
+class _Counting:
+    """The real predictor, counting its detections (a stand-in for nothing: every call goes through)."""
+
+    def __init__(self, predictor):
+        self._p, self.detections = predictor, 0
+
+    def predict(self, *args, **kwargs):
+        self.detections += 1
+        return self._p.predict(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._p, name)
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    from fusion_fer import load_predictor
+
+    return load_predictor()
+
+
+def test_live_stream_detects_every_nth_frame_and_the_mesh_keeps_the_box_on_the_face(predictor, detector, hopper_rgb):
+    counting = _Counting(predictor)
+    state = StreamState(detect_every=4, detect_every_s=float("inf"))
+    ids, labels = set(), []
+    for i in range(12):
+        frame = _frame(hopper_rgb, dx=3 * i)  # moving right, 3 px a frame
+        faces = state.analyse(frame, counting)
+        assert len(faces) == 1
+        truth = detector.detect(frame, max_side=320, min_face_fraction=0.2)[0].box
+        assert box_iou(faces[0].box, truth) > 0.8, (i, faces[0].box, truth)  # followed, detected or not
+        ids.add(state.tracks[0].id)
+        labels.append(faces[0].label)
+    assert counting.detections == 3  # frames 0, 4 and 8
+    assert ids == {1} and len(set(labels)) == 1  # one track, and a still expression keeps its label
+
+
+def test_a_lost_face_is_looked_for_at_once_and_a_new_face_soon(predictor, hopper_rgb, astronaut_rgb):
+    counting = _Counting(predictor)
+    state = StreamState(detect_every=4, detect_every_s=float("inf"))
+    frame = _frame(hopper_rgb)
+    for _ in range(2):
+        state.analyse(frame, counting)
+    empty = np.full_like(frame, 60)
+    assert state.analyse(empty, counting) == []  # the mesh finds no face in the box: lost, and not shown
+    before = counting.detections
+    assert state.analyse(empty, counting) == [] and counting.detections == before + 1  # so the next frame detects
+    # a second face joining a tracked one gets its label within detect_every frames
+    two = np.concatenate([_frame(hopper_rgb, size=(480, 480)), _frame(astronaut_rgb, size=(480, 480))], axis=1)
+    one = two.copy()
+    one[:, 480:] = 60
+    state = StreamState(detect_every=4, detect_every_s=float("inf"))
+    for _ in range(2):
+        assert len(state.analyse(one, counting)) == 1
+    seen = [len(state.analyse(two, counting)) for _ in range(4)]
+    assert 2 in seen and seen.index(2) < state.detect_every
+
+
+def test_a_hard_cut_ends_the_tracks(predictor, hopper_rgb, astronaut_rgb):
+    state = StreamState(detect_every=4, detect_every_s=float("inf"))
+    a, b = _frame(hopper_rgb), _frame(astronaut_rgb)
+    for _ in range(3):
+        state.analyse(a, predictor)
+    first = state.tracks[0].id
+    assert not state.new_scene(a) and not state.new_scene(np.clip(a.astype(int) + 15, 0, 255).astype(np.uint8))  # light changes are no cut
+    state.analyse(b, predictor)
+    assert [t.id for t in state.tracks] == [first + 1]  # the face in the same place is someone else

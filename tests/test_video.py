@@ -179,3 +179,31 @@ def test_command_line_writes_video_csv_plot_and_summary(clips, tmp_path, capsys)
     bad.write_text("nope")
     assert main(["video", str(bad), "--csv", str(tmp_path / "b.csv")]) == 2
     assert "not a video file" in capsys.readouterr().err
+
+
+def test_a_hard_cut_to_someone_else_in_the_same_place_starts_a_new_track(predictor, hopper_rgb, astronaut_rgb, tmp_path):
+    """Ten frames of one portrait, then a cut to another at the same place: two tracks, the second from the
+    cut on (classified at once, though it falls between every-3rd frames)."""
+    import cv2
+
+    def frame(rgb):
+        out = np.full((480, 640, 3), 60, np.uint8)
+        face = cv2.resize(rgb, (int(rgb.shape[1] * 430 / rgb.shape[0]), 430), interpolation=cv2.INTER_AREA)
+        x = (640 - face.shape[1]) // 2
+        out[25:455, x:x + face.shape[1]] = face
+        return out
+
+    path = tmp_path / "cut.mp4"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt = 640, 480, "yuv420p"
+        for rgb in [frame(hopper_rgb)] * 10 + [frame(astronaut_rgb)] * 10:
+            for packet in s.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+    result = analyze_video(predictor, path, csv_path=tmp_path / "cut.csv", config=VideoConfig(every=3))
+    rows = _rows(tmp_path / "cut.csv")
+    assert [t.track for t in result.tracks] == [1, 2]
+    assert {int(r["frame"]) for r in rows if r["track"] == "2"} == {10, 13, 16, 19}
+    assert max(int(r["frame"]) for r in rows if r["track"] == "1") == 9

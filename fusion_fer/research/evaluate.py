@@ -291,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--labels", choices=["fer2013", "ferplus", "ferplus8"], default=None, help="default: what the model was trained on")
     p.add_argument("--json", default=None, help="also write the metrics to this file")
     p.add_argument("--zooms", default=None, help="test-time framings to average, e.g. '1.0 1.1', or 'auto': chosen on "
-                   "PublicTest (select_zooms); default: the model's own (a model folder) or flip only (a run)")
+                   "PublicTest (select_zooms); default: the model's own (a model folder) or flip only (a run); "
+                   "with --suite: score these framings instead of the model's own (the webcam's live recipe, e.g. '0.9')")
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     if args.suite:
@@ -331,7 +332,10 @@ def _suite_main(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if is_shipped(out):
             raise ArtifactError(f"--out {out} is a shipped folder, which only export writes: write the report elsewhere "
                                 f"(e.g. reports/{folder.name}) and export it in")
-        suite = run_suite(args.model, args.suite, SuiteConfig(parts=tuple(args.suite_parts)))
+        zooms = parse_zooms(args.zooms)
+        if zooms == "auto":
+            p.error("--suite takes explicit --zooms (e.g. '1.0', a live recipe), not 'auto'")
+        suite = run_suite(args.model, args.suite, SuiteConfig(parts=tuple(args.suite_parts), zooms=zooms))
     except (ArtifactError, DatasetError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -4,6 +4,8 @@
     python -m fusion_fer.research.export --run runs/ferplus --data cache/fer2013 --out runs/export/ferplus [--blind]
     # a model folder (and a cross-dataset report from `evaluate --suite`) -> a shipped model
     python -m fusion_fer.research.export --model runs/export/ferplus --report reports/ferplus --out artifacts/ferplus --ship
+    # the webcam's recipe: the framings a report of `evaluate --suite --zooms Z` scored become the live ones
+    python -m fusion_fer.research.export --model ferplus --live-report runs/live/z0.9 --out artifacts/ferplus --ship
 
 Writing into `artifacts/` needs `--ship`. A shipped folder's card (README.md) is kept; its config.json
 keeps the names of the runs it came from, not their paths.
@@ -55,9 +57,20 @@ def export_run(run: str | Path, data: str | Path, out: str | Path, zooms=None, s
     return metrics
 
 
-def export_model(model: str | Path, out: str | Path, report: str | Path | None = None, ship: bool = False) -> Path:
+def _report_suite(report: str | Path) -> dict:
+    report = Path(report)
+    suite = json.loads((report / "metrics.json").read_text()).get("suite") if (report / "metrics.json").is_file() else None
+    if suite is None:
+        raise ArtifactError(f"{report}: no cross-dataset report (run python -m fusion_fer.research.evaluate --suite)")
+    return suite
+
+
+def export_model(model: str | Path, out: str | Path, report: str | Path | None = None, ship: bool = False,
+                 live_report: str | Path | None = None) -> Path:
     """Copies a model folder to `out` (unless it is `out`), with a cross-dataset report folder merged in.
 
+    `live_report`: a report of the model under other framings (`evaluate --suite --zooms Z`): those become
+    its live (webcam) recipe, `live_zooms`, and the report goes into metrics.json as `live_suite`.
     A card already in `out` is kept (it is written by people); the source's card is copied otherwise.
     """
     if not ship:
@@ -69,11 +82,14 @@ def export_model(model: str | Path, out: str | Path, report: str | Path | None =
         update_model(out, config={}, metrics={}, ship=ship)
     if report:
         report = Path(report)
-        suite = json.loads((report / "metrics.json").read_text()).get("suite") if (report / "metrics.json").is_file() else None
-        if suite is None:
-            raise ArtifactError(f"{report}: no cross-dataset report (run python -m fusion_fer.research.evaluate --suite)")
-        update_model(out, metrics={"suite": suite}, files={n: report / n for n in REPORT_FILES if (report / n).is_file()},
-                     ship=ship)
+        update_model(out, metrics={"suite": _report_suite(report)},
+                     files={n: report / n for n in REPORT_FILES if (report / n).is_file()}, ship=ship)
+    if live_report:
+        live = _report_suite(live_report)
+        zooms = (live.get("config") or {}).get("zooms")
+        if not zooms:
+            raise ArtifactError(f"{live_report}: not scored with --zooms, so it names no live framings")
+        update_model(out, config={"live_zooms": list(zooms)}, metrics={"live_suite": live}, ship=ship)
     return out
 
 
@@ -85,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="the model folder to write (a folder in artifacts/ needs --ship)")
     p.add_argument("--data", help="with --run: the prepared cache it is evaluated on (PrivateTest)")
     p.add_argument("--report", help="with --model: a report folder from `evaluate --suite --out DIR`, merged in")
+    p.add_argument("--live-report", help="with --model: a report of `evaluate --suite --zooms Z`: Z becomes the webcam's framings")
     p.add_argument("--ship", action="store_true", help="allow writing a shipped model in artifacts/")
     p.add_argument("--blind", action="store_true", help="print no PrivateTest figures (they are still written): for "
                    "exporting a candidate that a rule on the selection data has yet to choose")
@@ -99,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.run:
             metrics = export_run(args.run, args.data, args.out, args.zooms, args.ship, args.device)
         else:
-            export_model(args.model, args.out, args.report, args.ship)
+            export_model(args.model, args.out, args.report, args.ship, live_report=args.live_report)
     except ArtifactError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -50,6 +50,7 @@ class SuiteConfig:
     detection_every: int = 1  # report: score every n-th face on the detection path (1: all)
     detection_every_select: int = 3  # select: every 3rd face (1,197) is enough to rank models, in a third of the time
     batch_size: int = 256
+    zooms: tuple[float, ...] | None = None  # test-time framings instead of the model's own (e.g. its live recipe)
 
 
 @dataclass
@@ -226,6 +227,8 @@ def run_suite(model: str | Path | None, data_root: str | Path, config: SuiteConf
     config = config or SuiteConfig()
     data = SuiteData.under(data_root)
     predictor = load_predictor(model)
+    if config.zooms is not None:
+        predictor.zooms = tuple(config.zooms)
     mc = predictor.classes
     ds, fp_major, ck = data.read()
     out: dict = {"model_classes": list(mc), "config": {k: getattr(config, k) for k in config.__dataclass_fields__}}

@@ -106,3 +106,12 @@ def test_export_ships_a_model_with_its_report_card_and_no_local_paths(tiny_cache
     one = load_predictor(folder).predict(cache.images[0], detect=False)[0].probs
     two = load_predictor(tmp_path / "cand").predict(cache.images[0], detect=False)[0].probs
     assert one == two
+    # the webcam's recipe: the framings a report was scored with become the folder's live ones
+    live = tmp_path / "live"
+    live.mkdir()
+    (live / "metrics.json").write_text(json.dumps({"suite": {"config": {"zooms": [0.9]}, "select": {"x": 2}}}))
+    (report / "metrics.json").write_text(json.dumps({"suite": {"config": {"zooms": None}}}))
+    assert export.main(["--model", str(folder), "--live-report", str(report), "--out", str(shipped / "mine"), "--ship"]) == 2
+    assert export.main(["--model", str(folder), "--live-report", str(live), "--out", str(shipped / "mine"), "--ship"]) == 0
+    assert load_predictor(folder).live_zooms == (0.9,) and load_predictor(tmp_path / "cand").live_zooms == (1.0,)
+    assert json.loads((folder / "metrics.json").read_text())["live_suite"]["select"] == {"x": 2}
