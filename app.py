@@ -226,7 +226,7 @@ def live_image(**kwargs) -> gr.Image:
     from gradio.data_classes import ImageData
 
     image = gr.Image(type="numpy", **kwargs)
-    image.postprocess = lambda value: None if value is None else ImageData(url=jpeg_data_url(value))
+    image.postprocess = lambda value: None if value is None else ImageData(url=jpeg_data_url(value, quality=70))
     return image
 
 

@@ -108,13 +108,14 @@ def stages(predictor, rgb: np.ndarray, repeats: int, encoded: bytes) -> dict:
 
 
 def stream_case(predictor, repeats: int) -> dict:
-    """(a) The app's stream step (predict + smoothing + draw) over consecutive frames."""
+    """(a) The app's stream step (`StreamState.analyse`: detection every few frames, the mesh between, the
+    live recipe, smoothing; then drawing) over consecutive frames."""
     frames = webcam_frames(repeats + 10)
     state = StreamState()
     ms, faces = [], []
     for i, frame in enumerate(frames):
         t0 = time.perf_counter()
-        res = state.update(predictor.predict(frame, **state.predict_kwargs()), predictor.classes)
+        res = state.analyse(frame, predictor)
         draw_faces(frame, res)
         if i >= 10:
             ms.append((time.perf_counter() - t0) * 1e3)

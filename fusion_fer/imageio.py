@@ -143,7 +143,7 @@ def _load(src: ImageInput, max_pixels: int, max_side: int | None) -> tuple[Image
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 img = Image.open(io.BytesIO(data))
         except UnidentifiedImageError:
-            raise ImageLoadError(f"{_describe(src)} is not an image file PIL can read") from None
+            raise ImageLoadError(f"{_describe(src)} is not an image file that can be read (JPEG, PNG, WebP, BMP, GIF or TIFF)") from None
         except Image.DecompressionBombError as err:
             raise ImageLoadError(f"{_describe(src)} is too large: {err}") from None
         if img.width * img.height > max_pixels:

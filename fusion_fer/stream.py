@@ -72,8 +72,8 @@ class StreamState:
     detect_max_side: int = 320  # webcam frames are detected on a 320 px copy...
     min_face_fraction: float = 0.2  # ...for faces of at least a fifth of the frame: a short MTCNN pyramid
     detect_every: int = 6  # live: MTCNN on every 6th frame...
-    detect_every_s: float = 0.2  # ...or after this long, whichever comes first (or when a face is lost): a new face
-    # is found within 0.2 s at any frame rate; the mesh moves the known boxes in between
+    detect_every_s: float = 0.15  # ...or after this long, whichever comes first (or when a face is lost): a new face
+    # is found within about 0.2 s at any frame rate; the mesh moves the known boxes in between
     live: bool = True  # live: the model's live recipe (fewer test-time views); the smoothing covers the difference
     box_smoothing: float = 0.5  # weight of the last box in the shown one: steadier crops, so steadier answers (0: none)
     cut_threshold: float = 0.1  # a frame this unlike the last (mean absolute difference of 16x12 thumbnails, 0..1) is a new scene

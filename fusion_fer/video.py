@@ -132,7 +132,7 @@ def _open(path: str | os.PathLike):
     try:
         container = av.open(str(p), metadata_errors="ignore")
     except av.error.FFmpegError as err:
-        raise VideoError(f"'{p.name}' is not a video file FFmpeg can read ({err.strerror or err})") from None
+        raise VideoError(f"'{p.name}' is not a video file that can be read ({err.strerror or err})") from None
     if container.format.name in IMAGE_FORMATS or container.format.name.endswith("_pipe"):
         container.close()
         raise VideoError(f"'{p.name}' is a still image, not a video: use `predict` for photos")
