@@ -447,14 +447,14 @@ def build_demo() -> gr.Blocks:
                     vid_btn = gr.Button("Analyse video", variant="primary")
                     gr.Examples([[str(_example_clip())]], inputs=[vid])
                 with gr.Column():
+                    vid_message = gr.Markdown(elem_id="video-message")
                     vid_out = gr.Video(label="Annotated", elem_id="video-output")
                     timeline = gr.Image(label="Timeline", type="filepath")
-                    summary = gr.Dataframe(label="Share of time per expression, per face", elem_id="video-summary",
-                                           headers=["track", "from_s", "to_s", "frames", "main", *PREDICTOR.classes],
-                                           wrap=True)
                     frames_csv = gr.File(label="Every frame (CSV)")
                     vid_speed = gr.Textbox(label="Speed", interactive=False)
-                    vid_message = gr.Markdown(elem_id="video-message")
+            # the page's whole width: a column per class, and every class in view
+            summary = gr.Dataframe(label="Share of time per expression, per face", elem_id="video-summary",
+                                   headers=["track", "from_s", "to_s", "frames", "main", *PREDICTOR.classes])
             video_out = [vid_out, timeline, summary, frames_csv, vid_speed]
             vid_btn.click(show_video, [vid, every], [*video_out, vid_message], api_visibility="private",
                           concurrency_limit=1, concurrency_id="video",  # long and CPU-bound: one at a time

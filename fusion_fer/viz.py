@@ -118,11 +118,12 @@ def plot_timeline(tracks, classes: Sequence[str], path, max_tracks: int = 6, tit
         axes[0, 0].set_yticks([])
     axes[-1, 0].set_xlabel("time (s)")
     handles, names = axes[0, 0].get_legend_handles_labels()
-    top = 1.0 - (0.35 if title else 0) / fig.get_figheight() - (0.35 if handles else 0) / fig.get_figheight()
+    top = 1.0 - (0.35 if title else 0) / fig.get_figheight()
+    bottom = (0.35 if handles else 0) / fig.get_figheight()  # the legend goes below: a page puts its buttons on the top corners
     if title:
         fig.suptitle(title, y=0.995, va="top", fontsize=11)
     if handles:
-        fig.legend(handles, names, loc="lower center", bbox_to_anchor=(0.5, top), ncol=len(names), fontsize=9, frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, top))
+        fig.legend(handles, names, loc="lower center", bbox_to_anchor=(0.5, 0.0), ncol=len(names), fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, bottom, 1, top))
     fig.savefig(path, dpi=100)
     plt.close(fig)

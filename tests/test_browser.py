@@ -123,6 +123,7 @@ def test_upload_shows_every_face_reruns_on_options_and_keeps_errors_in_view(page
     assert f"{len(expected)} faces found" in page.locator("#upload-message").inner_text()
     largest = _wait_for_class(page, "Largest face")
     assert expected[0]["label"] in largest
+    page.wait_for_timeout(1500)  # the outputs fade in
     page.screenshot(path=str(shots / "upload.png"), full_page=True)
     before = _shown_image(page)
     page.get_by_label("Show landmarks").first.check()  # no click on Predict: the options re-run it
@@ -169,6 +170,11 @@ def test_video_tab_analyses_an_uploaded_clip(page, shots, tmp_path):
                            timeout=30_000)
     print(f"video: 30 frames analysed and shown {time.time() - t0:.1f} s after clicking Analyse")
     table = page.locator("#video-summary").inner_text()
+    right, edges = page.evaluate("() => { const t = document.querySelector('#video-summary'); const r = t.getBoundingClientRect();"
+                                 " return [r.right, Object.fromEntries([...t.querySelectorAll('th .header-content')].map("
+                                 "e => [e.innerText.trim(), e.closest('th').getBoundingClientRect().right]))]; }")
+    for c in CLASSES:  # every class's column is there, and inside the table's box (not cut off at its edge)
+        assert c in edges and edges[c] <= right + 1, (c, edges, right)
     assert re.search(r"\b1\b", table) and re.search(r"\b2\b", table)  # both faces' tracks are listed
     assert any(re.search(rf"\b{c}\b", table) for c in CLASSES)
     src = page.locator("#video-output video").get_attribute("src")
