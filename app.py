@@ -42,7 +42,10 @@ UPLOADS_AT_ONCE = 2  # photos decoded and predicted at the same time; the rest w
 STREAMS_AT_ONCE = 4  # webcam frames, a group of their own, so queued uploads never hold a live stream up
 PHOTO_NICENESS = 10  # upload threads' nice value above the server's: live frames first, photos take the rest of the CPU
 STREAM_EVERY = 0.03  # seconds between frames the browser may send; it waits for each answer, so the server sets the pace
-CAMERA = {"video": {"width": {"ideal": 480}, "height": {"ideal": 360}}}  # Gradio asks for 1920x1440: 4x the pixels to send and decode, for a 48 px face crop
+# What the page asks the camera for. Gradio asks for 1920x1440, but the face crop is 48 px and detection runs on
+# 320 px: 480x360 keeps a face that fills a fifth of the frame sharp, with about half of 640x480's pixels to send,
+# decode and show (docs/performance.md).
+CAMERA = {"video": {"width": {"ideal": 480}, "height": {"ideal": 360}}}
 
 log = logging.getLogger("fusion_fer.app")
 if not log.handlers:  # user errors in one line each; faults of ours with their traceback
@@ -218,9 +221,9 @@ def _analyse_upload(image: str | None, show_landmarks: bool, model: str | None) 
 def live_image(**kwargs) -> gr.Image:
     """gr.Image for the annotated live frames: each travels inside the stream's message as a JPEG data URL.
 
-    Given an array, Gradio would encode it, write it to a file named by a hash of its bytes and have the
-    page fetch it: identical frames (a still scene) rewrote a file while it was being read ("Too much
-    data for declared Content-Length"), and the fetches competed with the frames for the server's core.
+    Given an array, Gradio encodes it and writes a file named by a hash of its bytes, which the page then
+    fetches: identical frames (a still scene) rewrite that file while it is being read ("Too much data for
+    declared Content-Length"), and the fetches compete with the frames for the server's core.
     (Overridden on the instance, as `upload_image` does.)
     """
     from gradio.data_classes import ImageData
@@ -247,8 +250,8 @@ def stream_frame(frame: np.ndarray | None, session: LiveSession | None, show_lan
 
     Faces are detected every few frames and followed by their mesh in between (`StreamState.analyse`),
     with the model's live recipe. The label is sent only when it changes or every `LABEL_EVERY_S`:
-    redrawing it with every frame cost the browser as much as the frame itself. The page counts the
-    frames it shows (`LIVE_JS`)."""
+    redrawing it with every frame costs the browser about as much as showing the frame. The page counts
+    the frames it shows (`LIVE_JS`)."""
     session = session or LiveSession()
     if frame is None:
         return None, None, session

@@ -105,8 +105,9 @@ class StreamState:
         """One live frame: every face, largest first, with smoothed probabilities.
 
         Detects faces on every `detect_every`-th frame or `detect_every_s` after the last detection, after a
-        face is lost, after a scene cut and when the model changes; on the frames between, classifies each face at the box its track predicts, moved by
-        where its mesh was found. A face whose mesh is not found there is lost, and the next frame detects.
+        face is lost, after a scene cut and when the model changes. On the frames between, each face is
+        classified at the box its track predicts, and the box then follows where its mesh was found. A face
+        whose mesh is not found there is lost, and the next frame detects.
         """
         self.since_detect += 1
         now = time.perf_counter()
