@@ -116,14 +116,13 @@ class Predictor:
         Raises:
             ImageLoadError: the input is not a readable image.
         """
-        zooms = self.live_zooms if live else self.zooms
         if not detect:
             rgb = as_rgb_array(image)
-            return self._classify([to_gray(rgb)], [_whole_image(rgb)], whole_image=True, zooms=zooms)
+            return self._classify([to_gray(rgb)], [_whole_image(rgb)], whole_image=True, live=live)
         faces, crops, scale = self.face_crops(image, detect_max_side, min_face_fraction, urgent)
         if not faces:
             return []
-        return [r.scaled(1 / scale) for r in self._classify(crops, faces, urgent=urgent, zooms=zooms)]
+        return [r.scaled(1 / scale) for r in self._classify(crops, faces, urgent=urgent, live=live)]
 
     def predict_at(self, image: ImageInput, boxes: list[tuple[float, float, float, float]], urgent: bool = False,
                    live: bool = False) -> list[FaceResult]:
@@ -138,12 +137,11 @@ class Predictor:
             One FaceResult per box, in order. `landmarks` is None where Face Mesh found no face in the box:
             the face has left it (a tracker then detects again).
         """
-        rgb = as_rgb_array(image)
-        faces = [Face(tuple(float(v) for v in b), 1.0, np.zeros((5, 2), np.float32)) for b in boxes]
-        if not faces:
+        if not boxes:
             return []
-        crops = [to_gray(crop_face(rgb, f, self.crop_size, self.face_config)) for f in faces]
-        return self._classify(crops, faces, urgent=urgent, zooms=self.live_zooms if live else self.zooms)
+        rgb = as_rgb_array(image)
+        faces = [_known_face(b) for b in boxes]
+        return self._classify(self._grey_crops(rgb, faces), faces, urgent=urgent, live=live)
 
     def face_crops(self, image: ImageInput, detect_max_side: int | None = None, min_face_fraction: float | None = None,
                    urgent: bool = False) -> tuple[list[Face], list[np.ndarray], float]:
@@ -156,7 +154,11 @@ class Predictor:
         else:
             rgb = as_rgb_array(image)  # webcam frames skip a copy
         faces = self.detector.detect(rgb, max_side=detect_max_side, min_face_fraction=min_face_fraction, urgent=urgent)
-        return faces, [to_gray(crop_face(rgb, f, self.crop_size, self.face_config)) for f in faces], scale
+        return faces, self._grey_crops(rgb, faces), scale
+
+    def _grey_crops(self, rgb: np.ndarray, faces: list[Face]) -> list[np.ndarray]:
+        """Each face's grey crop, framed as the model's training faces were."""
+        return [to_gray(crop_face(rgb, f, self.crop_size, self.face_config)) for f in faces]
 
     def predict_batch(self, images: list[ImageInput], detect: bool = False) -> list[list[FaceResult]]:
         """Predicts many images; with detect=False (face crops) all go through the model in one batch."""
@@ -175,12 +177,12 @@ class Predictor:
 
     @torch.inference_mode()
     def _classify(self, grays: list[np.ndarray], faces: list[Face], whole_image: bool = False,
-                  urgent: bool = False, zooms: tuple[float, ...] | None = None) -> list[FaceResult]:
+                  urgent: bool = False, live: bool = False) -> list[FaceResult]:
         size = self.crop_size
         crops = np.stack([resize_gray(g, size) for g in grays])
         points, found = self.mesh_points(crops, urgent=urgent)
         logp = log_probs(self.model, crops, points, found, self.stats, self.device, flip=self.flip,
-                         zooms=self.zooms if zooms is None else zooms, soften_sigma=self.soften)
+                         zooms=self.live_zooms if live else self.zooms, soften_sigma=self.soften)
         probs = torch.softmax((logp.cpu() + self.class_bias) / self.temperature, dim=1).numpy()
         results = []
         for i, face in enumerate(faces):
@@ -192,10 +194,15 @@ class Predictor:
         return results
 
 
+def _known_face(box) -> Face:
+    """A pseudo-detection at a box given by the caller (no keypoints; probability 1)."""
+    return Face(tuple(float(v) for v in box), 1.0, np.zeros((5, 2), np.float32))
+
+
 def _whole_image(rgb: np.ndarray) -> Face:
     """A pseudo-detection covering the whole image, for inputs that already are face crops."""
     h, w = rgb.shape[:2]
-    return Face((0.0, 0.0, float(w), float(h)), 1.0, np.zeros((5, 2), np.float32))
+    return _known_face((0, 0, w, h))
 
 
 def _points_to_image(points: np.ndarray, face: Face, size: int, config: FaceConfig, whole_image: bool) -> np.ndarray:
