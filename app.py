@@ -82,9 +82,18 @@ def _api_error(where: str, err: UserError) -> gr.Error:
     return gr.Error(str(err), print_exception=False)
 
 
-def _message(text: str, error: bool = False) -> str:
-    """The output area's message panel: it stays until the next run (a pop-up fades)."""
-    return f"**Could not analyse this:** {text}" if error else text
+def _for_the_page(where: str, what: str, fn, *args):
+    """fn(*args) for a tab of the page: (result, "") or (None, the message panel's text). A user error is
+    logged in one line; a fault of ours keeps its traceback in the log, and the page still says what happened."""
+    try:
+        return fn(*args), ""
+    except UserError as err:
+        log.info("%s: %s", where, err)
+        return None, f"**Could not analyse this:** {err}"
+    except Exception:
+        log.exception("%s failed", where)
+        return None, (f"**Could not analyse this:** Something went wrong on the server (it is in its log). "
+                      f"Try again, or another {what}.")
 
 
 def upload_image(**kwargs) -> gr.Image:
@@ -152,15 +161,9 @@ def predict_upload(image: str | None, show_landmarks: bool = False, model: str |
 def show_upload(image: str | None, show_landmarks: bool = False, model: str | None = None):
     """The Upload tab: what `/predict` answers, plus a table of every face and a message panel that keeps the
     reason of a failure in view until the next run."""
-    try:
-        r = PHOTOS.run(_analyse_upload, image, show_landmarks, model)
-    except UserError as err:
-        log.info("upload: %s", err)
-        return None, None, None, _faces_table([]), _message(str(err), error=True)
-    except Exception:  # a fault of ours: its traceback goes to the log, the page still says something happened
-        log.exception("upload failed")
-        return None, None, None, _faces_table([]), _message("Something went wrong on the server (it is in its log). "
-                                                            "Try again, or another photo.", error=True)
+    r, failure = _for_the_page("upload", "photo", PHOTOS.run, _analyse_upload, image, show_landmarks, model)
+    if failure:
+        return None, None, None, _faces_table([]), failure
     return r["image"], r["largest"], r["faces"], _faces_table(r["faces"]), r["note"]
 
 
@@ -306,15 +309,10 @@ def predict_video(video: str | None, every: int = 3, progress=gr.Progress()):
 
 def show_video(video: str | None, every: int = 3, progress=gr.Progress()):
     """The Video tab: what `/predict_video` answers, and a message panel that keeps a failure's reason in view."""
-    try:
-        outputs, warning = _analyse_video(video, every, progress)
-    except UserError as err:
-        log.info("video: %s", err)
-        return None, None, None, None, "", _message(str(err), error=True)
-    except Exception:
-        log.exception("video failed")
-        return None, None, None, None, "", _message("Something went wrong on the server (it is in its log). "
-                                                    "Try again, or another video.", error=True)
+    result, failure = _for_the_page("video", "video", _analyse_video, video, every, progress)
+    if failure:
+        return None, None, None, None, "", failure
+    outputs, warning = result
     return (*outputs, f"**Only part of this video could be read.** {warning}" if warning else "")
 
 
