@@ -39,7 +39,8 @@ sys.path.insert(0, str(ROOT))
 
 from fusion_fer import load_image  # noqa: E402
 from fusion_fer.samples import grace_hopper  # noqa: E402
-from tests.helpers import FAKE_CAMERA_ARGS, running_app, start_webcam, write_y4m  # noqa: E402
+from tests.helpers import (FAKE_CAMERA_ARGS, drifting_frames, portrait_frame, running_app, start_webcam,  # noqa: E402
+                           write_y4m)
 
 VIEWPORT = (1280, 900)  # a laptop's browser window
 CAPTURE = (480, 360)  # what the page asks the camera for (app.CAMERA); Chromium scales the fake camera's frames to it
@@ -104,7 +105,7 @@ def browser_cpu_seconds() -> float:
     return total
 
 
-def where_time_goes(frames: list[np.ndarray], repeats: int = 3) -> dict:
+def where_time_goes(predictor, frames: list[np.ndarray], repeats: int = 3) -> dict:
     """Per frame, in this process (pinned like the server): decoding the browser's JPEG data URL, the live
     pipeline (`StreamState.analyse`), drawing, and encoding the annotated frame (`jpeg_data_url`)."""
     import base64
@@ -113,15 +114,10 @@ def where_time_goes(frames: list[np.ndarray], repeats: int = 3) -> dict:
     import cv2
     from PIL import Image
 
-    from fusion_fer import load_predictor
     from fusion_fer.serving import jpeg_data_url
     from fusion_fer.stream import StreamState
     from fusion_fer.viz import draw_faces
 
-    import torch
-
-    torch.set_num_threads(len(os.sched_getaffinity(0)))  # torch sized its pool before this process was pinned
-    predictor = load_predictor()
     urls = []
     for f in frames:
         ok, data = cv2.imencode(".jpg", cv2.cvtColor(f, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
@@ -145,26 +141,16 @@ def where_time_goes(frames: list[np.ndarray], repeats: int = 3) -> dict:
     return {k: round(statistics.mean(v), 1) for k, v in times.items()}
 
 
-def new_face_delay(rates=(10.0, 30.0), size=(480, 360), repeats: int = 5) -> dict:
+def new_face_delay(predictor, rates=(10.0, 30.0), size=(480, 360), repeats: int = 5) -> dict:
     """Seconds from the first frame with a second face to the first frame that labels it, in this process,
     with frames paced at each rate (the live stream's detection interval is partly in time)."""
-    import cv2
-
-    from fusion_fer import load_predictor
     from fusion_fer.samples import astronaut
     from fusion_fer.stream import StreamState
 
-    predictor = load_predictor()
     w, h = size
-    frame = np.full((h, w, 3), 60, np.uint8)
-    for k, path in enumerate((grace_hopper(), astronaut())):
-        img = np.asarray(load_image(path))
-        s = min(0.5 * w / img.shape[1], 0.9 * h / img.shape[0])
-        tile = cv2.resize(img, (int(img.shape[1] * s), int(img.shape[0] * s)), interpolation=cv2.INTER_AREA)
-        x, y = k * w // 2 + (w // 2 - tile.shape[1]) // 2, (h - tile.shape[0]) // 2
-        frame[y:y + tile.shape[0], x:x + tile.shape[1]] = tile
-    alone = frame.copy()
-    alone[:, w // 2:] = 60
+    halves = [portrait_frame(np.asarray(load_image(path)), (w // 2, h)) for path in (grace_hopper(), astronaut())]
+    frame = np.concatenate(halves, axis=1)
+    alone = np.concatenate([halves[0], np.full_like(halves[1], 50)], axis=1)  # the second face not there yet
     out = {}
     for fps in rates:
         delays = []
@@ -251,18 +237,17 @@ def main() -> int:
     cam = write_y4m(tmp / "cam.y4m", face, frames=90, fps=30)
     result: dict = {"app": str(args.app or ROOT / "app.py"), "camera": "640x480 at 30 fps (fake, y4m); the page asks for 480x360"}
     if not args.skip_breakdown:
-        import cv2
+        import torch
+
+        from fusion_fer import load_predictor
 
         os.sched_setaffinity(0, {args.server_core})
-        raw = np.fromfile(cam, np.uint8)
-        header = raw[:raw.tobytes().index(b"\n") + 1].size
-        frame_bytes = 640 * 480 * 3 // 2
-        frames = [cv2.cvtColor(raw[header + i * (frame_bytes + 6) + 6:header + i * (frame_bytes + 6) + 6 + frame_bytes]
-                               .reshape(720, 640), cv2.COLOR_YUV2RGB_I420) for i in range(30)]
-        frames = [cv2.resize(f, CAPTURE, interpolation=cv2.INTER_AREA) for f in frames]  # what the browser sends
-        result["per_frame_ms_in_process"] = where_time_goes(frames)
+        torch.set_num_threads(1)  # torch sized its pool before this process was pinned
+        predictor = load_predictor()
+        # the camera's frames at the size the page asks for, as the browser sends them
+        result["per_frame_ms_in_process"] = where_time_goes(predictor, drifting_frames(face, 30, CAPTURE))
         print(f"where a live frame's time goes (this process, one core): {result['per_frame_ms_in_process']}", flush=True)
-        result["new_face_s_worst"] = new_face_delay()
+        result["new_face_s_worst"] = new_face_delay(predictor)
         print(f"a new face's first label, worst of 5, in this process (add the capture-to-label time below): "
               f"{result['new_face_s_worst']}", flush=True)
     with running_app(tmp, cpus={args.server_core}, app=args.app) as (url, app):

@@ -76,7 +76,6 @@ def steady_malloc(arenas: int = 2, mmap_threshold: int = 8 << 20) -> bool:
         return False
 
 
-
 def jpeg_data_url(rgb, quality: int = 80) -> str:
     """(H, W, 3) uint8 RGB as a `data:image/jpeg;base64,...` URL: a live frame that travels inside the
     stream's own message, so the page shows it without fetching a file, and no file is written or served."""

@@ -226,23 +226,36 @@ def group_photo(kind: str = "crowd", seed: int = 0, size: tuple[int, int] = (160
     return canvas, kept
 
 
-def write_y4m(path: str | Path, rgb, frames: int = 30, size: tuple[int, int] = (640, 480), fps: int = 10) -> Path:
-    """A short clip of the photo drifting a few pixels, as Chromium's fake camera reads it
-    (`--use-file-for-fake-video-capture=PATH`, played at `fps` in a loop): the browser test and the
-    stream benchmarks stream it."""
+def portrait_frame(rgb, size: tuple[int, int] = (640, 480), dx: int = 0):
+    """A webcam-like frame: the photo at 0.9 of the frame (its sides even), centred on grey, moved `dx` pixels."""
     import cv2
     import numpy as np
 
     w, h = size
     scale = min(w / rgb.shape[1], h / rgb.shape[0]) * 0.9
     face = cv2.resize(rgb, (int(rgb.shape[1] * scale) // 2 * 2, int(rgb.shape[0] * scale) // 2 * 2))
+    canvas = np.full((h, w, 3), 50, np.uint8)
+    x, y = (w - face.shape[1]) // 2 + dx, (h - face.shape[0]) // 2
+    canvas[y:y + face.shape[0], x:x + face.shape[1]] = face
+    return canvas
+
+
+def drifting_frames(rgb, frames: int = 30, size: tuple[int, int] = (640, 480)) -> list:
+    """`frames` portrait frames, the photo drifting 8 pixels either way: a still face, as a camera sees one."""
+    import numpy as np
+
+    return [portrait_frame(rgb, size, dx=int(8 * np.sin(i / 4))) for i in range(frames)]
+
+
+def write_y4m(path: str | Path, rgb, frames: int = 30, size: tuple[int, int] = (640, 480), fps: int = 10) -> Path:
+    """`drifting_frames` as Chromium's fake camera reads them (`--use-file-for-fake-video-capture=PATH`,
+    played at `fps` in a loop): the browser test and the stream benchmarks stream it."""
+    import cv2
+
+    w, h = size
     with open(path, "wb") as f:
         f.write(f"YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
-        for i in range(frames):
-            canvas = np.full((h, w, 3), 50, np.uint8)
-            x = (w - face.shape[1]) // 2 + int(8 * np.sin(i / 4))
-            y = (h - face.shape[0]) // 2
-            canvas[y:y + face.shape[0], x:x + face.shape[1]] = face
+        for canvas in drifting_frames(rgb, frames, size):
             f.write(b"FRAME\n" + cv2.cvtColor(canvas, cv2.COLOR_RGB2YUV_I420).tobytes())
     return Path(path)
 

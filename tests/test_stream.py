@@ -9,6 +9,8 @@ from fusion_fer.labels import CLASSES
 from fusion_fer.predict import FaceResult
 from fusion_fer.stream import StreamState, box_iou, box_similarity
 
+from .helpers import portrait_frame
+
 
 def _face(box, top: str, p: float = 0.6) -> FaceResult:
     probs = {c: (1 - p) / 6 for c in CLASSES}
@@ -112,17 +114,6 @@ def test_switching_to_a_model_with_other_classes_starts_the_smoothing_afresh():
     assert len(state.tracks) == 1
 
 
-def _frame(rgb: np.ndarray, dx: int = 0, size=(640, 480)) -> np.ndarray:
-    """A webcam-like frame: the portrait at 0.9 of the height on grey, moved dx pixels."""
-    w, h = size
-    s = 0.9 * h / rgb.shape[0]
-    face = cv2.resize(rgb, (int(rgb.shape[1] * s), int(rgb.shape[0] * s)), interpolation=cv2.INTER_AREA)
-    out = np.full((h, w, 3), 60, np.uint8)
-    x, y = (w - face.shape[1]) // 2 + dx, (h - face.shape[0]) // 2
-    out[y:y + face.shape[0], x:x + face.shape[1]] = face
-    return out
-
-
 class _Counting:
     """The real predictor, counting its detections (a stand-in for nothing: every call goes through)."""
 
@@ -149,7 +140,7 @@ def test_live_stream_detects_every_nth_frame_and_the_mesh_keeps_the_box_on_the_f
     state = StreamState(detect_every=4, detect_every_s=float("inf"))
     ids, labels = set(), []
     for i in range(12):
-        frame = _frame(hopper_rgb, dx=3 * i)  # moving right, 3 px a frame
+        frame = portrait_frame(hopper_rgb, dx=3 * i)  # moving right, 3 px a frame
         faces = state.analyse(frame, counting)
         assert len(faces) == 1
         truth = detector.detect(frame, max_side=320, min_face_fraction=0.2)[0].box
@@ -162,18 +153,19 @@ def test_live_stream_detects_every_nth_frame_and_the_mesh_keeps_the_box_on_the_f
 
 def test_a_lost_face_is_looked_for_at_once_and_a_new_face_soon(predictor, hopper_rgb, astronaut_rgb):
     counting = _Counting(predictor)
-    state = StreamState(detect_every=4, detect_every_s=float("inf"))
-    frame = _frame(hopper_rgb)
+    state = StreamState(detect_every=4, detect_every_s=float("inf"), cut_threshold=1.0)  # no scene cut: the mesh finds the loss
+    frame = portrait_frame(hopper_rgb)
     for _ in range(2):
         state.analyse(frame, counting)
-    empty = np.full_like(frame, 60)
-    assert state.analyse(empty, counting) == []  # the mesh finds no face in the box: lost, and not shown
+    empty = np.full_like(frame, 50)
+    before = counting.detections
+    assert state.analyse(empty, counting) == [] and counting.detections == before  # no face in the box: lost, not shown
     before = counting.detections
     assert state.analyse(empty, counting) == [] and counting.detections == before + 1  # so the next frame detects
     # a second face joining a tracked one gets its label within detect_every frames
-    two = np.concatenate([_frame(hopper_rgb, size=(480, 480)), _frame(astronaut_rgb, size=(480, 480))], axis=1)
+    two = np.concatenate([portrait_frame(hopper_rgb, size=(480, 480)), portrait_frame(astronaut_rgb, size=(480, 480))], axis=1)
     one = two.copy()
-    one[:, 480:] = 60
+    one[:, 480:] = 50
     state = StreamState(detect_every=4, detect_every_s=float("inf"))
     for _ in range(2):
         assert len(state.analyse(one, counting)) == 1
@@ -183,7 +175,7 @@ def test_a_lost_face_is_looked_for_at_once_and_a_new_face_soon(predictor, hopper
 
 def test_a_hard_cut_ends_the_tracks(predictor, hopper_rgb, astronaut_rgb):
     state = StreamState(detect_every=4, detect_every_s=float("inf"))
-    a, b = _frame(hopper_rgb), _frame(astronaut_rgb)
+    a, b = portrait_frame(hopper_rgb), portrait_frame(astronaut_rgb)
     for _ in range(3):
         state.analyse(a, predictor)
     first = state.tracks[0].id

@@ -184,20 +184,13 @@ def test_command_line_writes_video_csv_plot_and_summary(clips, tmp_path, capsys)
 def test_a_hard_cut_to_someone_else_in_the_same_place_starts_a_new_track(predictor, hopper_rgb, astronaut_rgb, tmp_path):
     """Ten frames of one portrait, then a cut to another at the same place: two tracks, the second from the
     cut on (classified at once, though it falls between every-3rd frames)."""
-    import cv2
-
-    def frame(rgb):
-        out = np.full((480, 640, 3), 60, np.uint8)
-        face = cv2.resize(rgb, (int(rgb.shape[1] * 430 / rgb.shape[0]), 430), interpolation=cv2.INTER_AREA)
-        x = (640 - face.shape[1]) // 2
-        out[25:455, x:x + face.shape[1]] = face
-        return out
+    from .helpers import portrait_frame
 
     path = tmp_path / "cut.mp4"
     with av.open(str(path), "w") as c:
         s = c.add_stream("libx264", rate=10)
         s.width, s.height, s.pix_fmt = 640, 480, "yuv420p"
-        for rgb in [frame(hopper_rgb)] * 10 + [frame(astronaut_rgb)] * 10:
+        for rgb in [portrait_frame(hopper_rgb)] * 10 + [portrait_frame(astronaut_rgb)] * 10:
             for packet in s.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
                 c.mux(packet)
         for packet in s.encode():
