@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))  # import the library from this checkout, whatever
 
 from fusion_fer import FERPLUS_CLASSES, ImageLoadError, load_predictor, model_names  # noqa: E402
 from fusion_fer.artifacts import DEFAULT_DIR, collection  # noqa: E402
-from fusion_fer.imageio import load_image_scaled  # noqa: E402
+from fusion_fer.imageio import image_size, read_rgb  # noqa: E402
 from fusion_fer.samples import astronaut, face_clip, grace_hopper  # noqa: E402
 from fusion_fer.serving import BackgroundPool, jpeg_data_url, steady_malloc  # noqa: E402
 from fusion_fer.stream import StreamState  # noqa: E402
@@ -46,6 +46,7 @@ STREAM_EVERY = 0.03  # seconds between frames the browser may send; it waits for
 # 320 px: 480x360 keeps a face that fills a fifth of the frame sharp, with about half of 640x480's pixels to send,
 # decode and show (docs/performance.md).
 CAMERA = {"video": {"width": {"ideal": 480}, "height": {"ideal": 360}}}
+MAX_FRAME_PIXELS = 3840 * 2160  # a webcam frame larger than 4K is refused from its header, before it is decoded
 
 log = logging.getLogger("fusion_fer.app")
 if not log.handlers:  # user errors in one line each; faults of ours with their traceback
@@ -100,7 +101,7 @@ def upload_image(**kwargs) -> gr.Image:
     """gr.Image that hands us the uploaded file untouched.
 
     gr.Image opens uploads with PIL before our function runs, so a corrupt or non-image file
-    would fail inside Gradio with a generic error; `fusion_fer.load_image` says what is wrong.
+    would fail inside Gradio with a generic error; `fusion_fer.imageio.read_rgb` says what is wrong.
     (Overridden on the instance: a gr.Image subclass would make Gradio write an app.pyi stub.)
     """
     image = gr.Image(type="filepath", **kwargs)
@@ -163,28 +164,39 @@ def show_upload(image: str | None, show_landmarks: bool = False, model: str | No
     reason of a failure in view until the next run."""
     r, failure = _for_the_page("upload", "photo", PHOTOS.run, _analyse_upload, image, show_landmarks, model)
     if failure:
-        return None, None, None, _faces_table([]), failure
-    return r["image"], r["largest"], r["faces"], _faces_table(r["faces"]), r["note"]
+        return None, None, None, _faces_table([]), None, failure
+    return r["image"], r["largest"], r["faces"], _faces_table(r["faces"]), _top_blendshapes(r["faces"][0]), r["note"]
 
 
 def rerun_upload(image: str | None, show_landmarks: bool, model: str | None):
     """Shows the photo again when the model or the landmarks option changes (nothing to do without a photo)."""
     if image is None:
-        return (gr.skip(),) * 5
+        return (gr.skip(),) * 6
     return show_upload(image, show_landmarks, model)
 
 
 def _faces_table(faces: list[dict]):
-    """One row per face, numbered as in the image: its expression, confidence and three likeliest classes."""
+    """One row per face, numbered as in the image: its expression, confidence, three likeliest classes, and
+    whether the photo's edge cuts it."""
     import pandas as pd
 
     rows = [{"face": f"#{i}", "expression": f["label"], "confidence": f"{f['confidence']:.0%}",
-             "top 3": ", ".join(f"{c} {p:.0%}" for c, p in sorted(f["probs"].items(), key=lambda kv: -kv[1])[:3])}
+             "top 3": ", ".join(f"{c} {p:.0%}" for c, p in sorted(f["probs"].items(), key=lambda kv: -kv[1])[:3]),
+             "in the photo": "cut by the edge" if f.get("cut_by_edge") else "whole"}
             for i, f in enumerate(faces, 1)]
     return pd.DataFrame(rows, columns=list(FACE_COLUMNS))
 
 
-FACE_COLUMNS = ("face", "expression", "confidence", "top 3")
+FACE_COLUMNS = ("face", "expression", "confidence", "top 3", "in the photo")
+TOP_BLENDSHAPES = 6
+
+
+def _top_blendshapes(face: dict) -> dict | None:
+    """The largest face's strongest MediaPipe blendshapes (without `_neutral`), for a bar chart; None without a mesh."""
+    shapes = face.get("blendshapes")
+    if not shapes:
+        return None
+    return dict(sorted(((k, v) for k, v in shapes.items() if k != "_neutral"), key=lambda kv: -kv[1])[:TOP_BLENDSHAPES])
 
 
 def _analyse_upload(image: str | None, show_landmarks: bool, model: str | None) -> dict:
@@ -197,10 +209,9 @@ def _analyse_upload(image: str | None, show_landmarks: bool, model: str | None) 
     try:
         # decoded at about the detection size (a 12 Mpx JPEG never exists at full size here); boxes in
         # the answer are converted back to the uploaded photo's pixels
-        img, scale = load_image_scaled(image, predictor.face_config.detect_max_side)
+        rgb, scale = read_rgb(image, predictor.face_config.detect_max_side)
     except ImageLoadError as err:
         raise UserError(_unusable(image, err)) from None
-    rgb = np.asarray(img)
     h, w = rgb.shape[:2]
     full_w, full_h = round(w / scale), round(h / scale)
     smallest = predictor.face_config.min_face_px
@@ -219,6 +230,39 @@ def _analyse_upload(image: str | None, show_landmarks: bool, model: str | None) 
                  "(JSON, API) are in its own pixels.")
     return {"image": _save_annotated(draw_faces(rgb, faces, show_landmarks, labels=labels)), "largest": faces[0].probs,
             "faces": [f.scaled(1 / scale).to_dict() for f in faces], "note": note}
+
+
+def camera_image(**kwargs) -> gr.Image:
+    """gr.Image for the webcam's frames, which checks a frame's size from its header before anything decodes it.
+
+    Gradio would decode whatever a stream sends (three 13000x13000 JPEGs at once take gigabytes); here a
+    frame larger than `MAX_FRAME_PIXELS` is refused with a message, and the rest go through `read_rgb`.
+    (Overridden on the instance, as `upload_image` does.)
+    """
+    image = gr.Image(sources=["webcam"], streaming=True, type="numpy", **kwargs)
+
+    def preprocess(payload):
+        if payload is None:
+            return None
+        if payload.url and payload.url.startswith("data:"):
+            import base64
+
+            data = base64.b64decode(payload.url.split(",", 1)[-1])
+        elif payload.path:
+            data = Path(payload.path).read_bytes()
+        else:
+            return None
+        try:
+            w, h = image_size(data)
+            if w * h > MAX_FRAME_PIXELS:
+                raise ImageLoadError(f"A webcam frame of {w}x{h} pixels is too large; the limit is "
+                                     f"{MAX_FRAME_PIXELS:,} pixels (4K).")
+            return read_rgb(data, max_pixels=MAX_FRAME_PIXELS)[0]
+        except ImageLoadError as err:
+            raise _api_error("stream", UserError(str(err))) from None
+
+    image.preprocess = preprocess
+    return image
 
 
 def live_image(**kwargs) -> gr.Image:
@@ -296,10 +340,10 @@ LIVE_JS = """
 LIVE_I18N = {"audio.record": "Start live analysis", "audio.stop": "Stop"}  # the webcam's button: it does not record
 
 
-def predict_video(video: str | None, every: int = 3, progress=gr.Progress()):
+def predict_video(video: str | None, every: int = 3, model: str | None = None, progress=gr.Progress()):
     """The `/predict_video` API: annotated video, timeline plot, summary per face, CSV of every frame, speed."""
     try:
-        outputs, warning = _analyse_video(video, every, progress)
+        outputs, warning = _analyse_video(video, every, model, progress)
     except UserError as err:
         raise _api_error("predict_video", err) from None
     if warning:
@@ -307,16 +351,17 @@ def predict_video(video: str | None, every: int = 3, progress=gr.Progress()):
     return outputs
 
 
-def show_video(video: str | None, every: int = 3, progress=gr.Progress()):
+def show_video(video: str | None, every: int = 3, model: str | None = None, progress=gr.Progress()):
     """The Video tab: what `/predict_video` answers, and a message panel that keeps a failure's reason in view."""
-    result, failure = _for_the_page("video", "video", _analyse_video, video, every, progress)
+    result, failure = _for_the_page("video", "video", _analyse_video, video, every, model, progress)
     if failure:
         return None, None, None, None, "", failure
     outputs, warning = result
     return (*outputs, f"**Only part of this video could be read.** {warning}" if warning else "")
 
 
-def _analyse_video(video: str | None, every: int, progress) -> tuple[tuple, str | None]:
+def _analyse_video(video: str | None, every: int, model: str | None, progress) -> tuple[tuple, str | None]:
+    predictor = _predictor(model)
     if video is None:
         raise UserError("Upload a video first.")
     size_mb = Path(video).stat().st_size / 1e6
@@ -337,7 +382,7 @@ def _analyse_video(video: str | None, every: int, progress) -> tuple[tuple, str 
 
     warning = None
     try:
-        result = analyze_video(PREDICTOR, video, out=out, csv_path=table, config=config, progress=step)
+        result = analyze_video(predictor, video, out=out, csv_path=table, config=config, progress=step)
     except VideoError as err:
         if err.partial is None:
             raise UserError(_unusable(video, err)) from None
@@ -412,10 +457,13 @@ def build_demo() -> gr.Blocks:
                     out = gr.Image(label="Faces", type="filepath")
                     faces = gr.Dataframe(pd.DataFrame(columns=list(FACE_COLUMNS)), label="Every face, numbered as in the image",
                                          elem_id="upload-faces", interactive=False, wrap=True)
-                    label = gr.Label(label="Largest face (#1)", num_top_classes=len(FERPLUS_CLASSES))
+                    with gr.Row():
+                        label = gr.Label(label="Largest face (#1)", num_top_classes=len(FERPLUS_CLASSES))
+                        movements = gr.Label(label="Its strongest facial movements (MediaPipe blendshapes, not emotions)",
+                                             num_top_classes=TOP_BLENDSHAPES, elem_id="upload-blendshapes")
                     with gr.Accordion("Every face as JSON (boxes in the photo's own pixels)", open=False):
                         table = gr.JSON(label="Every face")
-            shown = [out, label, table, faces, message]
+            shown = [out, label, table, faces, movements, message]
             photo = {"concurrency_limit": UPLOADS_AT_ONCE, "concurrency_id": "photos"}
             btn.click(show_upload, [inp, lm, pick], shown, api_visibility="private", **photo)
             for option in (lm, pick):  # the photo is shown again as the options say
@@ -426,8 +474,7 @@ def build_demo() -> gr.Blocks:
             state = gr.State(None)
             with gr.Row():
                 with gr.Column():
-                    cam = gr.Image(label="Camera", sources=["webcam"], streaming=True, type="numpy",
-                                   webcam_options=gr.WebcamOptions(mirror=True, constraints=CAMERA))
+                    cam = camera_image(label="Camera", webcam_options=gr.WebcamOptions(mirror=True, constraints=CAMERA))
                     cam_lm = gr.Checkbox(label="Show landmarks", value=False)
                     cam_pick = gr.Dropdown(MODEL_NAMES, value=PREDICTOR.name, label="Model", visible=len(MODEL_NAMES) > 1)
                 with gr.Column():
@@ -436,6 +483,7 @@ def build_demo() -> gr.Blocks:
                     gr.HTML('<span id="live-fps-value">not running</span>', elem_id="live-fps")
             cam.stream(stream_frame, [cam, state, cam_lm, cam_pick], [live, live_label, state], stream_every=STREAM_EVERY,
                        time_limit=STREAM_SECONDS, concurrency_limit=STREAMS_AT_ONCE, api_name="stream",
+                       api_visibility="private",  # the page's own channel; clients use /predict, one photo at a time
                        show_progress="hidden")  # no timers over the labels
         with gr.Tab("Video"):
             gr.Markdown(f"Upload a recorded clip (up to {MAX_VIDEO_MB} MB and {MAX_VIDEO_SECONDS // 60} minutes; any format "
@@ -445,6 +493,7 @@ def build_demo() -> gr.Blocks:
                 with gr.Column():
                     vid = gr.Video(label="Video", sources=["upload"], elem_id="video-input")
                     every = gr.Slider(1, 10, value=3, step=1, label="Classify every Nth frame (1: every frame; higher: faster)")
+                    vid_pick = gr.Dropdown(MODEL_NAMES, value=PREDICTOR.name, label="Model", visible=len(MODEL_NAMES) > 1)
                     vid_btn = gr.Button("Analyse video", variant="primary")
                     gr.Examples([[str(_example_clip())]], inputs=[vid])
                 with gr.Column():
@@ -457,10 +506,10 @@ def build_demo() -> gr.Blocks:
             summary = gr.Dataframe(label="Share of time per expression, per face", elem_id="video-summary",
                                    headers=["track", "from_s", "to_s", "frames", "main", *PREDICTOR.classes])
             video_out = [vid_out, timeline, summary, frames_csv, vid_speed]
-            vid_btn.click(show_video, [vid, every], [*video_out, vid_message], api_visibility="private",
+            vid_btn.click(show_video, [vid, every, vid_pick], [*video_out, vid_message], api_visibility="private",
                           concurrency_limit=1, concurrency_id="video",  # long and CPU-bound: one at a time
                           show_progress_on=[vid_out])  # one progress bar, where the annotated video will appear
-            gr.Button(visible=False).click(predict_video, [vid, every], video_out, api_name="predict_video",
+            gr.Button(visible=False).click(predict_video, [vid, every, vid_pick], video_out, api_name="predict_video",
                                            concurrency_limit=1, concurrency_id="video")
         with gr.Tab("About"):
             gr.Markdown(which_model())

@@ -30,6 +30,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", choices=LABEL_SETS, default="fer2013",
                    help="FER2013 labels, FER+ majority labels (7 classes), or FER+ vote distributions over 8 classes (adds contempt)")
     p.add_argument("--init", default=None, help="fine-tune from this model folder (e.g. artifacts) or run folder")
+    p.add_argument("--refit-landmark-stats", dest="refit_stats", action="store_true",
+                   help="with --init: standardise the landmarks with this data's statistics (when the cache's mesh "
+                        "comes from another landmark model than the one the model learnt from)")
     p.add_argument("--robust", action="store_true",
                    help="robustness augmentation: wider framing jitter, low resolution, blur, gamma, noise, JPEG (fusion_fer.research.augment.ROBUST)")
     p.add_argument("--jpeg", type=float, default=None, metavar="P",
@@ -88,6 +91,7 @@ def main(args: argparse.Namespace) -> int:
             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, labels=args.labels, device=args.device,
             patience=args.patience, label_smoothing=args.label_smoothing, balance_power=args.balance_power,
             seed=args.seed, bf16=args.bf16, max_minutes=args.max_minutes, init=args.init, warmup_epochs=args.warmup_epochs,
+            refit_stats=args.refit_stats,
             augment=augment,
             model=FusionConfig(mode=args.mode, image_size=args.image_size, fusion=args.fusion),
         )

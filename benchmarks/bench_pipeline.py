@@ -88,7 +88,7 @@ def stages(predictor, rgb: np.ndarray, repeats: int, encoded: bytes) -> dict:
         s3 = time.perf_counter()
         if crops:
             found = np.array([p is not None for p in pts])
-            points = np.stack([p if p is not None else np.zeros((468, 3), np.float32) for p in pts])
+            points = np.stack([p.points if p is not None else np.zeros((468, 3), np.float32) for p in pts])
             log_probs(predictor.model, np.stack(crops), points, found, predictor.stats, predictor.device,
                       flip=predictor.flip, zooms=predictor.zooms, soften_sigma=predictor.soften)
         s4 = time.perf_counter()

@@ -16,16 +16,15 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 
-from .imageio import ImageLoadError, load_image
+from .imageio import ImageLoadError, read_rgb
 
 
 def _each_loaded(photos, failed: list[str]):
     """(photo, RGB array) for each readable photo, one at a time; unreadable ones go to `failed` and stderr."""
     for photo in photos:
         try:
-            yield photo, np.asarray(load_image(photo))
+            yield photo, read_rgb(photo)[0]
         except ImageLoadError as err:
             failed.append(photo)
             print(f"error: {err}", file=sys.stderr)
@@ -47,16 +46,17 @@ def _detect(args: argparse.Namespace) -> int:
         rows = []
         for face in faces:
             crop = detector.crop(rgb, face, size=48)
-            pts = mesh(crop)
+            found = mesh(crop)
             rows.append({"box": [round(v, 1) for v in face.box], "prob": round(face.prob, 4),
-                         "landmarks": 0 if pts is None else len(pts)})
+                         "landmarks": 0 if found is None else len(found.points),
+                         "blendshapes": 0 if found is None else len(found.blendshapes)})
         results.append({"photo": photo, "faces": rows})
         if not args.json:
             if not rows:
                 print(f"{photo}: no face")
             for i, r in enumerate(rows):
                 print(f"{photo}: face {i}: box={r['box']} prob={r['prob']:.3f} landmarks={r['landmarks']}")
-    if args.json:
+    if args.json and (results or not failed):  # nothing on stdout when no photo could be read
         print(json.dumps(results, indent=2))
     return 1 if failed else 0
 
@@ -83,7 +83,8 @@ def _predict(args: argparse.Namespace) -> int:
     photos = list(iter_photos(args.photos))
     for k, (photo, rgb) in enumerate(_each_loaded(photos, failed)):
         faces = predictor.predict(rgb)
-        results.append({"photo": photo, "faces": [f.to_dict(with_landmarks=args.landmarks) for f in faces]})
+        results.append({"photo": photo, "faces": [f.to_dict(with_landmarks=args.landmarks, with_blendshapes=args.blendshapes)
+                                                  for f in faces]})
         if not args.json:
             if not faces:
                 print(f"{photo}: no face")
@@ -96,7 +97,7 @@ def _predict(args: argparse.Namespace) -> int:
             if len(photos) > 1:
                 out = out.with_name(f"{out.stem}_{k}{out.suffix}")
             Image.fromarray(draw_faces(rgb, faces, show_landmarks=args.landmarks)).save(out)
-    if args.json:
+    if args.json and (results or not failed):  # nothing on stdout when no photo could be read: `[]` would read as "no faces"
         print(json.dumps(results, indent=2))
     return 1 if failed else 0
 
@@ -110,7 +111,7 @@ def _predict_csv(args: argparse.Namespace) -> int:
         return 2
     try:
         stats = run(args.photos, args.csv, model=args.model, workers=args.workers, resume=args.resume, ray=args.ray,
-                    parquet=args.parquet, device=args.device)
+                    parquet=args.parquet, device=args.device, blendshapes=args.blendshapes)
     except (BatchError, ArtifactError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -129,7 +130,7 @@ def _video(args: argparse.Namespace) -> int:
     try:
         probe(args.input)  # a file that is no video fails before the model loads
         given = {"smoothing": args.smoothing, "min_face_fraction": args.min_face}  # unset: VideoConfig's defaults
-        config = VideoConfig(every=args.every, show_landmarks=args.landmarks, **{k: v for k, v in given.items() if v is not None})
+        config = VideoConfig(every=args.every, show_landmarks=args.landmarks, blendshapes=args.blendshapes, **{k: v for k, v in given.items() if v is not None})
         predictor = load_predictor(args.model)
     except (ValueError, ArtifactError) as err:  # VideoError is a ValueError
         print(f"error: {err}", file=sys.stderr)
@@ -186,6 +187,8 @@ def main(argv: list[str] | None = None, quiet_native: bool = False) -> int:
     p.add_argument("--landmarks", action="store_true", help="draw (and, with --json, print) the landmarks")
     p.add_argument("--model", default=None, help="a shipped model by name (ferplus, fer2013) or a model folder (default: the default model)")
     p.add_argument("--csv", default=None, help="write one row per face (and per photo without one) here, streaming")
+    p.add_argument("--no-blendshapes", dest="blendshapes", action="store_false",
+                   help="leave MediaPipe's 52 blendshape coefficients out of --json and --csv")
     p.add_argument("--workers", type=int, default=1, help="with --csv: worker processes (one core each), or Ray actors")
     p.add_argument("--resume", action="store_true", help="with --csv: append to it, skipping photos already in it")
     p.add_argument("--ray", default=None, metavar="auto|local|ADDRESS",
@@ -199,6 +202,8 @@ def main(argv: list[str] | None = None, quiet_native: bool = False) -> int:
     v.add_argument("--csv", default=None, help="one row per face per classified frame")
     v.add_argument("--plot", default=None, help="timeline PNG: each expression's probability over time, per face")
     v.add_argument("--json", default=None, help="summary per face track as JSON")
+    v.add_argument("--no-blendshapes", dest="blendshapes", action="store_false",
+                   help="leave MediaPipe's 52 blendshape coefficients out of the CSV")
     v.add_argument("--every", type=int, default=1, help="classify every Nth frame (faster); tracks carry over between")
     v.add_argument("--smoothing", type=float, default=None,
                    help="weight of the newest classified frame per face, 0-1 (1: no smoothing; default 0.35)")

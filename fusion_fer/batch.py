@@ -47,8 +47,12 @@ def iter_photos(inputs: Iterable[str | os.PathLike]) -> Iterator[str]:
             yield str(p)
 
 
-def header(classes: Iterable[str]) -> list[str]:
-    return ["path", "face", *BOX, "label", "confidence", *classes, "error"]
+def header(classes: Iterable[str], blendshapes: bool = True) -> list[str]:
+    """The CSV's columns: the box, the label, one probability per class, then (unless left out) one column
+    per MediaPipe blendshape (`bs_jawOpen`, ...: movements, not emotions), and `error` last."""
+    from .landmarks import blendshape_columns
+
+    return ["path", "face", *BOX, "label", "confidence", *classes, *(blendshape_columns() if blendshapes else ()), "error"]
 
 
 class FaceRows:
@@ -62,7 +66,8 @@ class FaceRows:
     used instead of reading "path".
     """
 
-    def __init__(self, model: str | os.PathLike | None = None, device: str = "cpu", threads: int | None = 1) -> None:
+    def __init__(self, model: str | os.PathLike | None = None, device: str = "cpu", threads: int | None = 1,
+                 blendshapes: bool = True) -> None:
         import torch
 
         from .predict import load_predictor
@@ -74,6 +79,7 @@ class FaceRows:
             steady_malloc()
         self.predictor = load_predictor(model, device=device)
         self.classes = self.predictor.classes
+        self.blendshapes = blendshapes
 
     def rows(self, path: str, src=None) -> list[dict]:
         """Rows for one photo: one per face, largest first; or one row with `error` set."""
@@ -86,17 +92,27 @@ class FaceRows:
         if not faces:
             return [self._empty(path, "no face")]
         return [{"path": path, "face": i, **dict(zip(BOX, (round(float(v), 1) for v in f.box))), "label": f.label,
-                 "confidence": round(f.confidence, 4), **{c: round(f.probs[c], 4) for c in self.classes}, "error": ""}
+                 "confidence": round(f.confidence, 4), **{c: round(f.probs[c], 4) for c in self.classes},
+                 **self._shapes(f.blendshapes), "error": ""}
                 for i, f in enumerate(faces)]
+
+    def _shapes(self, blendshapes: dict[str, float] | None) -> dict:
+        from .landmarks import blendshape_columns, blendshape_names
+
+        if not self.blendshapes:
+            return {}
+        values = [float("nan")] * len(blendshape_names()) if blendshapes is None else \
+            [round(blendshapes[n], 4) for n in blendshape_names()]
+        return dict(zip(blendshape_columns(), values))
 
     def _empty(self, path: str, error: str) -> dict:
         return {"path": path, "face": -1, **{k: float("nan") for k in BOX}, "label": "", "confidence": float("nan"),
-                **{c: float("nan") for c in self.classes}, "error": error}
+                **{c: float("nan") for c in self.classes}, **self._shapes(None), "error": error}
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         srcs = batch.get("bytes")
         rows = [r for i, p in enumerate(batch["path"]) for r in self.rows(str(p), None if srcs is None else bytes(srcs[i]))]
-        cols = header(self.classes)
+        cols = header(self.classes, self.blendshapes)
         return {k: np.array([r[k] for r in rows], dtype=object if k in ("path", "label", "error") else None) for k in cols}
 
 
@@ -116,7 +132,7 @@ def columns_to_rows(cols: dict[str, np.ndarray]) -> Iterator[list]:
         yield out
 
 
-def done_paths(csv_path: Path, classes: Iterable[str]) -> set[str]:
+def done_paths(csv_path: Path, classes: Iterable[str], blendshapes: bool = True) -> set[str]:
     """Paths already in a CSV being resumed; a half-written last line (a killed job) is cut off first."""
     data = csv_path.read_bytes()
     if data and not data.endswith(b"\n"):
@@ -128,9 +144,9 @@ def done_paths(csv_path: Path, classes: Iterable[str]) -> set[str]:
         head = next(reader, None)
         if head is None:
             return set()
-        if head != header(classes):
+        if head != header(classes, blendshapes):
             raise BatchError(f"{csv_path} was written with other columns ({', '.join(head[6:-1])}); "
-                             f"resume it with the model that wrote it, or write a new CSV")
+                             f"resume it with the model and the blendshape setting that wrote it, or write a new CSV")
         return {row[0] for row in reader if row}
 
 
@@ -155,8 +171,8 @@ class BatchStats:
 _WORKER: dict = {}
 
 
-def _init_worker(model, device) -> None:
-    _WORKER["rows"] = FaceRows(model, device=device, threads=1)
+def _init_worker(model, device, blendshapes) -> None:
+    _WORKER["rows"] = FaceRows(model, device=device, threads=1, blendshapes=blendshapes)
 
 
 def _work(paths: list[str]) -> dict[str, np.ndarray]:
@@ -174,15 +190,16 @@ def _chunks(paths: Iterable[str], size: int) -> Iterator[list[str]]:
         yield chunk
 
 
-def _local_results(paths: Iterable[str], model, device: str, workers: int, chunk: int) -> Iterator[dict[str, np.ndarray]]:
+def _local_results(paths: Iterable[str], model, device: str, workers: int, chunk: int,
+                   blendshapes: bool) -> Iterator[dict[str, np.ndarray]]:
     """Row columns per chunk of paths, in input order, with at most 2 chunks per worker in flight."""
     if workers <= 1:
-        rows = FaceRows(model, device=device, threads=None)
+        rows = FaceRows(model, device=device, threads=None, blendshapes=blendshapes)
         for c in _chunks(paths, chunk):
             yield rows({"path": np.array(c, dtype=object)})
         return
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                             initargs=(model, device)) as pool:
+                             initargs=(model, device, blendshapes)) as pool:
         window: deque = deque()
         for c in _chunks(paths, chunk):
             window.append(pool.submit(_work, c))
@@ -195,7 +212,7 @@ def _local_results(paths: Iterable[str], model, device: str, workers: int, chunk
 # -- Ray Data -------------------------------------------------------------------------------------
 
 def _ray_results(paths: list[str], model, device: str, workers: int, chunk: int, address: str,
-                 parquet: str | None) -> Iterator[dict[str, np.ndarray]]:
+                 parquet: str | None, blendshapes: bool) -> Iterator[dict[str, np.ndarray]]:
     """The same rows from a pool of `FaceRows` actors on a Ray cluster (`address`: auto, local, or host:port)."""
     try:
         import ray
@@ -207,7 +224,8 @@ def _ray_results(paths: list[str], model, device: str, workers: int, chunk: int,
     ray.data.DataContext.get_current().execution_options.preserve_order = True  # rows in input order, as locally
     ds = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=max(1, min(len(paths), 4 * workers)))
     gpu = device.startswith("cuda")
-    ds = ds.map_batches(FaceRows, fn_constructor_kwargs={"model": model, "device": device, "threads": None if gpu else 1},
+    ds = ds.map_batches(FaceRows, fn_constructor_kwargs={"model": model, "device": device, "threads": None if gpu else 1,
+                                                           "blendshapes": blendshapes},
                         batch_size=chunk, concurrency=workers, num_cpus=1, num_gpus=1 if gpu else 0, batch_format="numpy")
     if parquet:
         ds = ds.materialize()  # computed once, both written and returned
@@ -217,7 +235,7 @@ def _ray_results(paths: list[str], model, device: str, workers: int, chunk: int,
 
 def run(inputs: Iterable[str | os.PathLike], csv_path: str | os.PathLike, model: str | os.PathLike | None = None,
         workers: int = 1, resume: bool = False, ray: str | None = None, parquet: str | None = None,
-        device: str = "cpu", chunk: int = 4, progress: bool = True) -> BatchStats:
+        device: str = "cpu", chunk: int = 4, progress: bool = True, blendshapes: bool = True) -> BatchStats:
     """Predicts every face in a collection of photos into one CSV (columns: `header`).
 
     Args:
@@ -228,6 +246,7 @@ def run(inputs: Iterable[str | os.PathLike], csv_path: str | os.PathLike, model:
         ray: None for local processes; "auto" (a running cluster), "local" (start one here) or an address.
         parquet: with `ray`, also write the rows as Parquet files into this folder (Ray's writer).
         device: "cpu" or "cuda" (each worker, or each Ray actor with one GPU).
+        blendshapes: a column per MediaPipe blendshape (False leaves them out).
 
     Returns:
         Counts and wall time for this run.
@@ -247,7 +266,7 @@ def run(inputs: Iterable[str | os.PathLike], csv_path: str | os.PathLike, model:
     if out.exists() and out.stat().st_size > 0:
         if not resume:
             raise BatchError(f"{out} already exists: add --resume to continue it, or choose another file")
-        done = done_paths(out, classes)
+        done = done_paths(out, classes, blendshapes)
     inputs = list(inputs)
     stats = BatchStats()
     total = 0
@@ -262,9 +281,9 @@ def run(inputs: Iterable[str | os.PathLike], csv_path: str | os.PathLike, model:
     with open(out, "a", newline="") as f, tqdm(total=total, unit="photo", disable=not progress, file=sys.stderr) as bar:
         writer = csv.writer(f)
         if new:
-            writer.writerow(header(classes))
-        results = (_ray_results(list(todo), model, device, workers, chunk, ray, parquet) if ray
-                   else _local_results(todo, model, device, workers, chunk))
+            writer.writerow(header(classes, blendshapes))
+        results = (_ray_results(list(todo), model, device, workers, chunk, ray, parquet, blendshapes) if ray
+                   else _local_results(todo, model, device, workers, chunk, blendshapes))
         previous = None
         for cols in results:
             before = stats.photos

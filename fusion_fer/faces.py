@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .imageio import ImageInput, load_image
+from .imageio import ImageInput, read_rgb
 from .locks import PriorityLock
 
 
@@ -31,6 +31,13 @@ class FaceConfig:
     factor: float = 0.709  # image pyramid step
     edge_pad: float = 0.05  # pad the detection copy by this share of its long side (mean colour): finds faces the frame cuts
     min_inside: float = 0.4  # drop boxes with less of their area inside the image (what padding would add falsely)
+    # The edge pass: large faces cut by the frame (a selfie-taker's own face). MTCNN needs most of a face in view,
+    # so a second, small copy is padded by reflecting the photo (a half face and its mirror read as a face);
+    # only boxes that reach the frame's edge, with their centre inside it, are taken from it.
+    edge_pass: bool = True
+    edge_pass_pad: float = 0.3  # reflected border, as a share of the long side (a face half beyond the edge fits in it)
+    edge_side: int = 300  # the edge pass's padded copy is at most this long (faces of ~15 % of the shorter side and up)
+    edge_min_face: float = 0.15  # smallest face the edge pass looks for, as a share of the shorter side
     # Calibrated on 2,000 FER2013 training faces (docs/calibration.md): FER's 48 px frame is
     # 1.08x the MTCNN box side (median; IQR 1.00-1.19), centred 0.011 box sides above the box centre.
     crop_scale: float = 1.08
@@ -59,18 +66,17 @@ class Face:
         x1, y1, x2, y2 = self.box
         return math.sqrt(max(x2 - x1, 1e-6) * max(y2 - y1, 1e-6))
 
+    def cut_by(self, width: int, height: int) -> bool:
+        """True when the face's box reaches beyond a `width` x `height` image's edge (part of the face is not in it)."""
+        x1, y1, x2, y2 = self.box
+        margin = 0.02 * self.size  # MTCNN's boxes jitter by a few pixels: a face that only touches the edge is whole
+        return x1 < -margin or y1 < -margin or x2 > width + margin or y2 > height + margin
+
     @property
     def roll(self) -> float:
         """Angle of the eye line in degrees (positive: the image-right eye is lower)."""
         (lx, ly), (rx, ry) = self.keypoints[0], self.keypoints[1]
         return math.degrees(math.atan2(ry - ly, rx - lx))
-
-
-def as_rgb_array(image: ImageInput) -> np.ndarray:
-    """(H, W, 3) uint8 RGB; an array that already is one is returned as is (no copy)."""
-    if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8:
-        return image  # already what we need: skip a copy on the webcam path
-    return np.asarray(load_image(image))
 
 
 class FaceDetector:
@@ -96,7 +102,7 @@ class FaceDetector:
 
     @torch.inference_mode()
     def detect(self, image: ImageInput, max_side: int | None = None, min_face_fraction: float | None = None,
-               urgent: bool = False) -> list[Face]:
+               urgent: bool = False, edge_pass: bool = True) -> list[Face]:
         """Detects faces.
 
         Args:
@@ -107,17 +113,17 @@ class FaceDetector:
                 `config.min_face_fraction`). MTCNN's cost is set by its image pyramid, which starts
                 at this size: webcam streams, whose faces are large, use 0.2 and run ~4x faster.
             urgent: a live frame: served before photos waiting for the detector.
+            edge_pass: also look for large faces cut by the frame (`FaceConfig.edge_pass`); the webcam's
+                frequent detections leave it out.
 
         Returns:
             Faces sorted largest first; an empty list when there is none. A face cut by the frame
-            keeps its whole box, which then reaches outside the image.
+            keeps its whole box, which then reaches outside the image (`Face.cut_by`).
 
         Raises:
             ImageLoadError: the input is not a readable image.
         """
-        from facenet_pytorch.models.utils.detect_face import detect_face
-
-        rgb = as_rgb_array(image)
+        rgb, _ = read_rgb(image)
         h, w = rgb.shape[:2]
         scale = min(1.0, (max_side or self.config.detect_max_side) / max(h, w))
         small = rgb if scale == 1.0 else cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
@@ -125,33 +131,77 @@ class FaceDetector:
         min_face = self.min_face_size(sh, sw, min_face_fraction)
         if min(sh, sw) < min_face:
             return []
-        pad = int(round(self.config.edge_pad * max(sh, sw)))
-        if pad:  # MTCNN needs a whole face in view: a face cut by the frame is completed with plain colour
-            fill = [int(v) for v in small.reshape(-1, 3).mean(axis=0)]
-            small = cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=fill)
+        # MTCNN needs a whole face in view: a face cut by the frame is completed with plain colour
+        faces = self._mtcnn_pass(small, scale, self.config.edge_pad, cv2.BORDER_CONSTANT, min_face, urgent)
+        faces = [f for f in faces if self._inside_enough(f.box, w, h)]
+        if edge_pass and self.config.edge_pass:
+            faces += self._edge_pass(rgb, faces, urgent)
+        faces.sort(key=lambda f: f.size, reverse=True)
+        return faces
+
+    def _mtcnn_pass(self, img: np.ndarray, scale: float, pad_share: float, border: int, min_face: int,
+                    urgent: bool) -> list[Face]:
+        """MTCNN on `img` (the photo downscaled by `scale`) padded by `pad_share` of its long side with `border`;
+        faces above `min_prob`, in the photo's pixels."""
+        from facenet_pytorch.models.utils.detect_face import detect_face
+
+        pad = int(round(pad_share * max(img.shape[:2])))
+        if pad:
+            fill = [int(v) for v in img.reshape(-1, 3).mean(axis=0)] if border == cv2.BORDER_CONSTANT else None
+            img = cv2.copyMakeBorder(img, pad, pad, pad, pad, border, value=fill)
         # detect_face is functional, so we pass the minimum size per call instead of mutating
         # the shared MTCNN object; the lock only guards torch's thread pool from oversubscription.
         with self._lock(urgent):
             boxes, points = detect_face(
-                small, min_face, self._mtcnn.pnet, self._mtcnn.rnet, self._mtcnn.onet,
+                img, min_face, self._mtcnn.pnet, self._mtcnn.rnet, self._mtcnn.onet,
                 list(self.config.thresholds), self.config.factor, self.device,
             )
         boxes, points = np.asarray(boxes[0]), np.asarray(points[0])
         faces = []
         for box, pts in zip(boxes.reshape(-1, 5), points.reshape(-1, 5, 2)):
-            if box[4] < self.config.min_prob:
-                continue
-            x1, y1, x2, y2 = ((float(v) - pad) / scale for v in box[:4])
-            inside = max(0.0, min(x2, w) - max(x1, 0.0)) * max(0.0, min(y2, h) - max(y1, 0.0))
-            if inside < self.config.min_inside * max(1e-6, (x2 - x1) * (y2 - y1)):
-                continue
-            faces.append(Face((x1, y1, x2, y2), float(box[4]), ((pts - pad) / scale).astype(np.float32)))
-        faces.sort(key=lambda f: f.size, reverse=True)
+            if box[4] >= self.config.min_prob:
+                x1, y1, x2, y2 = ((float(v) - pad) / scale for v in box[:4])
+                faces.append(Face((x1, y1, x2, y2), float(box[4]), ((pts - pad) / scale).astype(np.float32)))
         return faces
+
+    def _inside_enough(self, box, w: int, h: int) -> bool:
+        x1, y1, x2, y2 = box
+        inside = max(0.0, min(x2, w) - max(x1, 0.0)) * max(0.0, min(y2, h) - max(y1, 0.0))
+        return inside >= self.config.min_inside * max(1e-6, (x2 - x1) * (y2 - y1))
+
+    def _edge_pass(self, rgb: np.ndarray, found: list[Face], urgent: bool) -> list[Face]:
+        """Large faces cut by the frame that the first pass missed (see `FaceConfig.edge_pass`).
+
+        A box is taken only when it crosses the frame's edge, its centre is inside the frame (a mirrored
+        half face seen from the padding has its centre outside), and it overlaps no face already found."""
+        h, w = rgb.shape[:2]
+        c = self.config
+        scale = min(1.0, c.edge_side / ((1 + 2 * c.edge_pass_pad) * max(h, w)))
+        small = rgb if scale == 1.0 else cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        min_face = max(c.min_face_px, int(round(c.edge_min_face * min(small.shape[:2]))))
+        if min(small.shape[:2]) < min_face:
+            return []
+        new: list[Face] = []
+        for f in self._mtcnn_pass(small, scale, c.edge_pass_pad, cv2.BORDER_REFLECT_101, min_face, urgent):
+            x1, y1, x2, y2 = f.box
+            crosses = x1 < 0 or y1 < 0 or x2 > w or y2 > h
+            centred = 0 <= (x1 + x2) / 2 < w and 0 <= (y1 + y2) / 2 < h
+            if crosses and centred and self._inside_enough(f.box, w, h) and \
+                    all(_overlap(f.box, g.box) < 0.3 for g in found + new):
+                new.append(f)
+        return new
 
     def crop(self, image: ImageInput, face: Face, size: int = 48, align: bool | None = None) -> np.ndarray:
         """Crops one face; see `crop_face`."""
-        return crop_face(as_rgb_array(image), face, size, self.config, align)
+        return crop_face(read_rgb(image)[0], face, size, self.config, align)
+
+
+def _overlap(a, b) -> float:
+    """Intersection over the smaller box's area: 1 when one box holds the other."""
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return iw * ih / max(smaller, 1e-6)
 
 
 def crop_transform(face: Face, size: int, config: FaceConfig, align: bool | None = None) -> np.ndarray:
@@ -211,6 +261,24 @@ def crop_face(rgb: np.ndarray, face: Face, size: int = 48, config: FaceConfig | 
             m[:, 2] += m[:, :2] @ np.array([x0, y0], np.float64)
             m[:, :2] *= k
     return cv2.warpAffine(src, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def crop_points_to_image(points: np.ndarray, face: Face, size: int, config: FaceConfig,
+                         whole_image: bool = False) -> np.ndarray:
+    """The inverse of `crop_face` for landmarks: crop-unit points (x, y in 0..1 across the crop, z like x)
+    -> pixels of the image the face was found in. With `whole_image`, the crop was the whole `face.box`
+    resized to a square (inputs that already are face crops)."""
+    out = points.astype(np.float64).copy()
+    if whole_image:
+        x1, y1, x2, y2 = face.box
+        out[:, 0] *= x2 - x1
+        out[:, 1] *= y2 - y1
+        out[:, 2] *= x2 - x1
+        return out.astype(np.float32)
+    inv = cv2.invertAffineTransform(crop_transform(face, size, config))
+    out[:, :2] = (out[:, :2] * size) @ inv[:, :2].T + inv[:, 2]
+    out[:, 2] *= size * np.sqrt(abs(np.linalg.det(inv[:, :2])))
+    return out.astype(np.float32)
 
 
 def resize_gray(gray: np.ndarray, size: int) -> np.ndarray:

@@ -1,7 +1,9 @@
-"""Image loading: one place that turns user input into an upright 8-bit RGB image.
+"""Image loading: the one way in for pixels.
 
-Every entry point (CLI, app, training on a folder of photos) goes through `load_image`, so
-odd formats and broken files are handled, and reported, the same way everywhere.
+`read_rgb` turns any input (path, bytes, PIL image, numpy array) into an upright 8-bit RGB array and
+its scale, and is the only place that checks what an input is. Every entry point (`Predictor`, the
+app's tabs and its webcam stream, the CLI, batch, training on a folder of photos) goes through it, so
+odd formats, broken files and oversized images are handled, and reported, the same way everywhere.
 """
 from __future__ import annotations
 
@@ -79,6 +81,42 @@ def _from_array(arr: np.ndarray) -> Image.Image:
     raise ImageLoadError(
         f"array of shape {arr.shape} is not an image: expected HxW (grey), HxWx3 (RGB) or HxWx4 (RGBA)"
     )
+
+
+def read_rgb(src: ImageInput, max_side: int | None = None, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, float]:
+    """Any input -> ((H, W, 3) uint8 upright RGB array, scale).
+
+    An array that already is (H, W, 3) uint8 is returned as is, without a copy (webcam frames).
+    With `max_side`, a large file is decoded at a reduced size (see `load_image_scaled`); `scale` is
+    reduced / original size, so coordinates on the array divided by it are the original's pixels.
+
+    Raises:
+        ImageLoadError: unreadable input, or more than `max_pixels` pixels (refused before decoding).
+    """
+    if isinstance(src, np.ndarray) and src.ndim == 3 and src.shape[2] == 3 and src.dtype == np.uint8:
+        if src.shape[0] * src.shape[1] > max_pixels:
+            raise ImageLoadError(f"{_describe(src)} is {src.shape[1]}x{src.shape[0]} pixels; the limit is {max_pixels:,}")
+        if src.size == 0:
+            raise ImageLoadError(f"array of shape {src.shape} is an empty image")
+        return src, 1.0
+    img, scale = _load(src, max_pixels, max_side)
+    return np.asarray(img), scale
+
+
+def image_size(src: str | os.PathLike | bytes) -> tuple[int, int]:
+    """(width, height) of an encoded image from its header alone: nothing is decoded.
+
+    Raises:
+        ImageLoadError: the data is not an image file that can be read.
+    """
+    data = Path(src).read_bytes() if isinstance(src, (str, os.PathLike)) else bytes(src)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                return img.size
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as err:
+        raise ImageLoadError(f"{_describe(src)} is not an image file that can be read: {err}") from None
 
 
 def load_image_scaled(src: ImageInput, max_side: int, max_pixels: int = MAX_PIXELS) -> tuple[Image.Image, float]:

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from .artifacts import load_artifacts
-from .faces import Face, FaceConfig, FaceDetector, as_rgb_array, crop_face, resize_gray, to_gray
-from .imageio import ImageInput, load_image_scaled
-from .landmarks import FaceMesh, MeshConfig
+from .faces import Face, FaceConfig, FaceDetector, crop_face, crop_points_to_image, resize_gray, to_gray
+from .imageio import ImageInput, read_rgb
+from .landmarks import N_BLENDSHAPES, N_POINTS, FaceMesh, MeshConfig, blendshape_names
 from .model import flip_average
 from .transforms import guide_grid, images_to_tensor, landmark_features, soften, zoom_view
 
@@ -32,6 +32,11 @@ class FaceResult:
         landmarks: (468, 3) mesh points in input-image pixels (z in the same scale as x), or None
             when the mesh found none.
         detection_prob: MTCNN's face probability (1.0 with detect=False).
+        cut_by_edge: the face's box reaches beyond the photo's edge: part of the face is not in the picture
+            (its crop is completed by repeating the border, as training's shifted faces were).
+        blendshapes: {name: coefficient in 0..1} for MediaPipe's 52 blendshapes (`browDownLeft`,
+            `jawOpen`, ...), or None when the mesh found none. They measure facial movements, not
+            emotions; the expression is `label`.
     """
 
     box: tuple[float, float, float, float]
@@ -39,6 +44,8 @@ class FaceResult:
     probs: dict[str, float]
     landmarks: np.ndarray | None = field(default=None, repr=False)
     detection_prob: float = 1.0
+    blendshapes: dict[str, float] | None = field(default=None, repr=False)
+    cut_by_edge: bool = False
 
     @property
     def confidence(self) -> float:
@@ -51,11 +58,20 @@ class FaceResult:
         lm = None if self.landmarks is None else (self.landmarks * np.float32(factor)).astype(np.float32)
         return replace(self, box=tuple(float(v) * factor for v in self.box), landmarks=lm)
 
-    def to_dict(self, with_landmarks: bool = False) -> dict:
+    def top_blendshapes(self, k: int = 5) -> list[tuple[str, float]]:
+        """The k strongest blendshapes, strongest first (MediaPipe's `_neutral` left out); [] without a mesh."""
+        if not self.blendshapes:
+            return []
+        items = [(n, v) for n, v in self.blendshapes.items() if n != "_neutral"]
+        return sorted(items, key=lambda kv: -kv[1])[:k]
+
+    def to_dict(self, with_landmarks: bool = False, with_blendshapes: bool = True) -> dict:
         """JSON-friendly form."""
         d = {"box": [round(float(v), 1) for v in self.box], "label": self.label, "confidence": round(self.confidence, 4),
              "probs": {k: round(v, 4) for k, v in self.probs.items()}, "detection_prob": round(self.detection_prob, 4),
-             "landmarks_found": self.landmarks is not None}
+             "landmarks_found": self.landmarks is not None, "cut_by_edge": self.cut_by_edge}
+        if with_blendshapes:
+            d["blendshapes"] = None if self.blendshapes is None else {k: round(v, 4) for k, v in self.blendshapes.items()}
         if with_landmarks and self.landmarks is not None:
             d["landmarks"] = np.round(self.landmarks[:, :2], 1).tolist()
         return d
@@ -97,7 +113,8 @@ class Predictor:
             self.mesh = FaceMesh(mesh_config)
 
     def predict(self, image: ImageInput, detect: bool = True, detect_max_side: int | None = None,
-                min_face_fraction: float | None = None, urgent: bool = False, live: bool = False) -> list[FaceResult]:
+                min_face_fraction: float | None = None, urgent: bool = False, live: bool = False,
+                edge_pass: bool = True) -> list[FaceResult]:
         """Predicts the expression of every face.
 
         Args:
@@ -107,6 +124,7 @@ class Predictor:
                 the webcam stream uses `StreamState`'s.
             urgent: a live frame: it goes before photos waiting for the detector and the mesh.
             live: the webcam's recipe (`live_zooms`, fewer views) instead of the photo one.
+            edge_pass: also look for large faces cut by the frame (`FaceDetector.detect`).
 
         Returns:
             One FaceResult per face, largest first, in the input's pixels; an empty list when no face
@@ -117,12 +135,12 @@ class Predictor:
             ImageLoadError: the input is not a readable image.
         """
         if not detect:
-            rgb = as_rgb_array(image)
+            rgb, _ = read_rgb(image)
             return self._classify([to_gray(rgb)], [_whole_image(rgb)], whole_image=True, live=live)
-        faces, crops, scale = self.face_crops(image, detect_max_side, min_face_fraction, urgent)
+        faces, crops, scale, size = self.face_crops(image, detect_max_side, min_face_fraction, urgent, edge_pass)
         if not faces:
             return []
-        return [r.scaled(1 / scale) for r in self._classify(crops, faces, urgent=urgent, live=live)]
+        return [r.scaled(1 / scale) for r in self._classify(crops, faces, urgent=urgent, live=live, frame=size)]
 
     def predict_at(self, image: ImageInput, boxes: list[tuple[float, float, float, float]], urgent: bool = False,
                    live: bool = False) -> list[FaceResult]:
@@ -139,22 +157,18 @@ class Predictor:
         """
         if not boxes:
             return []
-        rgb = as_rgb_array(image)
+        rgb, _ = read_rgb(image)
         faces = [_known_face(b) for b in boxes]
-        return self._classify(self._grey_crops(rgb, faces), faces, urgent=urgent, live=live)
+        return self._classify(self._grey_crops(rgb, faces), faces, urgent=urgent, live=live, frame=rgb.shape[1::-1])
 
     def face_crops(self, image: ImageInput, detect_max_side: int | None = None, min_face_fraction: float | None = None,
-                   urgent: bool = False) -> tuple[list[Face], list[np.ndarray], float]:
+                   urgent: bool = False, edge_pass: bool = True) -> tuple[list[Face], list[np.ndarray], float, tuple[int, int]]:
         """The detection half of `predict`: every face (largest first) and its grey crop as the network's
-        preprocessing sees it, and the scale the image was decoded at (boxes are in those pixels)."""
-        scale = 1.0
-        if isinstance(image, (str, os.PathLike, bytes, bytearray)):
-            img, scale = load_image_scaled(image, detect_max_side or self.face_config.detect_max_side)
-            rgb = np.asarray(img)
-        else:
-            rgb = as_rgb_array(image)  # webcam frames skip a copy
-        faces = self.detector.detect(rgb, max_side=detect_max_side, min_face_fraction=min_face_fraction, urgent=urgent)
-        return faces, self._grey_crops(rgb, faces), scale
+        preprocessing sees it, the scale the image was decoded at (boxes are in those pixels) and its (width, height)."""
+        rgb, scale = read_rgb(image, detect_max_side or self.face_config.detect_max_side)
+        faces = self.detector.detect(rgb, max_side=detect_max_side, min_face_fraction=min_face_fraction, urgent=urgent,
+                                     edge_pass=edge_pass)
+        return faces, self._grey_crops(rgb, faces), scale, rgb.shape[1::-1]
 
     def _grey_crops(self, rgb: np.ndarray, faces: list[Face]) -> list[np.ndarray]:
         """Each face's grey crop, framed as the model's training faces were."""
@@ -164,33 +178,41 @@ class Predictor:
         """Predicts many images; with detect=False (face crops) all go through the model in one batch."""
         if detect:
             return [self.predict(im, detect=True) for im in images]
-        rgbs = [as_rgb_array(im) for im in images]
+        rgbs = [read_rgb(im)[0] for im in images]
         return [[r] for r in self._classify([to_gray(rgb) for rgb in rgbs], [_whole_image(rgb) for rgb in rgbs],
                                             whole_image=True)]
 
-    def mesh_points(self, crops, urgent: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """Face Mesh on each crop-size grey crop: (N, 468, 3) crop-unit landmarks (zeros where none) and (N,) found."""
-        pts = [self.mesh(c, urgent=urgent) for c in crops]
-        found = np.array([p is not None for p in pts], bool)
-        points = np.stack([p if p is not None else np.zeros((468, 3), np.float32) for p in pts])
-        return points, found
+    def mesh_points(self, crops, urgent: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The Face Landmarker on each crop-size grey crop: (N, 468, 3) crop-unit landmarks (zeros where none),
+        (N,) found and (N, 52) blendshapes (zeros where none)."""
+        res = [self.mesh(c, urgent=urgent) for c in crops]
+        found = np.array([r is not None for r in res], bool)
+        points = np.zeros((len(res), N_POINTS, 3), np.float32)
+        shapes = np.zeros((len(res), N_BLENDSHAPES), np.float32)
+        for i, r in enumerate(res):
+            if r is not None:
+                points[i], shapes[i] = r
+        return points, found, shapes
 
     @torch.inference_mode()
     def _classify(self, grays: list[np.ndarray], faces: list[Face], whole_image: bool = False,
-                  urgent: bool = False, live: bool = False) -> list[FaceResult]:
+                  urgent: bool = False, live: bool = False, frame: tuple[int, int] | None = None) -> list[FaceResult]:
         size = self.crop_size
         crops = np.stack([resize_gray(g, size) for g in grays])
-        points, found = self.mesh_points(crops, urgent=urgent)
+        points, found, shapes = self.mesh_points(crops, urgent=urgent)
         logp = log_probs(self.model, crops, points, found, self.stats, self.device, flip=self.flip,
                          zooms=self.live_zooms if live else self.zooms, soften_sigma=self.soften)
         probs = torch.softmax((logp.cpu() + self.class_bias) / self.temperature, dim=1).numpy()
+        names = blendshape_names()
         results = []
         for i, face in enumerate(faces):
             p = {c: float(v) for c, v in zip(self.classes, probs[i])}
-            lm = None
+            lm = bs = None
             if found[i]:
-                lm = _points_to_image(points[i], face, size, self.face_config, whole_image)
-            results.append(FaceResult(face.box, max(p, key=p.get), p, lm, face.prob))
+                lm = crop_points_to_image(points[i], face, size, self.face_config, whole_image)
+                bs = {n: float(v) for n, v in zip(names, shapes[i])}
+            cut = frame is not None and face.cut_by(*frame)  # frame: the image's (width, height)
+            results.append(FaceResult(face.box, max(p, key=p.get), p, lm, face.prob, bs, cut))
         return results
 
 
@@ -203,27 +225,6 @@ def _whole_image(rgb: np.ndarray) -> Face:
     """A pseudo-detection covering the whole image, for inputs that already are face crops."""
     h, w = rgb.shape[:2]
     return _known_face((0, 0, w, h))
-
-
-def _points_to_image(points: np.ndarray, face: Face, size: int, config: FaceConfig, whole_image: bool) -> np.ndarray:
-    """Crop-unit landmarks -> pixels of the input image (inverting the crop's affine map)."""
-    import cv2
-
-    from .faces import crop_transform
-
-    out = points.astype(np.float64).copy()
-    if whole_image:
-        x1, y1, x2, y2 = face.box
-        out[:, 0] *= x2 - x1
-        out[:, 1] *= y2 - y1
-        out[:, 2] *= x2 - x1
-        return out.astype(np.float32)
-    m = crop_transform(face, size, config)
-    inv = cv2.invertAffineTransform(m)
-    xy = out[:, :2] * size
-    out[:, :2] = xy @ inv[:, :2].T + inv[:, 2]
-    out[:, 2] *= size * np.sqrt(abs(np.linalg.det(inv[:, :2])))
-    return out.astype(np.float32)
 
 
 @torch.inference_mode()

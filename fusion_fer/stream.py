@@ -87,7 +87,9 @@ class StreamState:
 
     def predict_kwargs(self) -> dict:
         """The detection settings `Predictor.predict` takes for a stream frame."""
-        return {"detect_max_side": self.detect_max_side, "min_face_fraction": self.min_face_fraction, "urgent": True}
+        # no edge pass: a face at the frame's edge is found again as it moves in, and detection runs several times a second
+        return {"detect_max_side": self.detect_max_side, "min_face_fraction": self.min_face_fraction, "urgent": True,
+                "edge_pass": False}
 
     def new_scene(self, rgb: np.ndarray) -> bool:
         """Notes a frame; True (and every track ended) when it is very unlike the last one: a hard cut, where

@@ -62,6 +62,7 @@ class VideoConfig:
     preset: str = "veryfast"  # x264 speed preset
     max_seconds: float | None = None  # refuse longer videos before decoding (the app sets a limit)
     show_landmarks: bool = False
+    blendshapes: bool = True  # a CSV column per MediaPipe blendshape (bs_jawOpen, ...)
 
     def __post_init__(self) -> None:
         if self.every < 1:
@@ -253,8 +254,11 @@ class _Writer:
             self.container.close()
 
 
-def csv_header(classes: tuple[str, ...]) -> list[str]:
-    return ["frame", "time_s", "track", "x1", "y1", "x2", "y2", "label", "confidence", *classes]
+def csv_header(classes: tuple[str, ...], blendshapes: bool = True) -> list[str]:
+    from .landmarks import blendshape_columns
+
+    return ["frame", "time_s", "track", "x1", "y1", "x2", "y2", "label", "confidence", *classes,
+            *(blendshape_columns() if blendshapes else ())]
 
 
 def analyze_video(predictor: Predictor, src: str | os.PathLike, out: str | os.PathLike | None = None,
@@ -300,7 +304,7 @@ def analyze_video(predictor: Predictor, src: str | os.PathLike, out: str | os.Pa
         csv_file = open(csv_path, "w", newline="") if csv_path is not None else None
         rows = csv.writer(csv_file) if csv_file is not None else None
         if rows is not None:
-            rows.writerow(csv_header(classes))
+            rows.writerow(csv_header(classes, config.blendshapes))
         history: dict[int, list[tuple[float, np.ndarray, str]]] = {}
         last: list[tuple[int, FaceResult]] = []
         n = processed = since = 0  # since: frames since the last classified one
@@ -330,7 +334,7 @@ def analyze_video(predictor: Predictor, src: str | os.PathLike, out: str | os.Pa
                         history.setdefault(tid, []).append(
                             (frame.time_s, np.array([face.probs[c] for c in classes], np.float32), face.label))
                     if rows is not None:
-                        _write_rows(rows, frame, last, classes)
+                        _write_rows(rows, frame, last, classes, config.blendshapes)
                 if writer is not None:
                     shown = _carried(last, state, since / config.every) if since else [f for _, f in last]
                     labels = [f"#{tid} {f.label} {f.confidence:.0%}" for (tid, _), f in zip(last, shown)]
@@ -362,13 +366,18 @@ def analyze_video(predictor: Predictor, src: str | os.PathLike, out: str | os.Pa
         return result
 
 
-def _write_rows(rows, frame: Frame, faces: list[tuple[int, FaceResult]], classes: tuple[str, ...]) -> None:
+def _write_rows(rows, frame: Frame, faces: list[tuple[int, FaceResult]], classes: tuple[str, ...],
+                blendshapes: bool = True) -> None:
+    from .landmarks import blendshape_names
+
+    names = blendshape_names() if blendshapes else ()
     t = f"{frame.time_s:.3f}"
     if not faces:
-        rows.writerow([frame.index, t, "", "", "", "", "", "", "", *[""] * len(classes)])
+        rows.writerow([frame.index, t, "", "", "", "", "", "", "", *[""] * (len(classes) + len(names))])
     for tid, f in faces:
+        shapes = [""] * len(names) if f.blendshapes is None else [f"{f.blendshapes[n]:.4f}" for n in names]
         rows.writerow([frame.index, t, tid, *(f"{v:.1f}" for v in f.box), f.label, f"{f.confidence:.4f}",
-                       *(f"{f.probs[c]:.4f}" for c in classes)])
+                       *(f"{f.probs[c]:.4f}" for c in classes), *shapes])
 
 
 def _carried(last: list[tuple[int, FaceResult]], state: StreamState, fraction: float) -> list[FaceResult]:

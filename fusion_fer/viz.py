@@ -35,39 +35,57 @@ def draw_faces(rgb: np.ndarray, faces: Sequence[FaceResult], show_landmarks: boo
     """
     out = np.ascontiguousarray(rgb).copy()
     h, w = out.shape[:2]
-    thick = max(1, round(min(h, w) / 300))
-    font = max(0.4, min(h, w) / 900)
-    boxes = [tuple(int(round(v)) for v in f.box) for f in faces]
-    placed: list[tuple[int, int, int, int]] = []
-    for i, face in enumerate(faces):
+    thick, font = _pen(h, w)
+    texts = [labels[i] if labels is not None else f"{f.label} {f.confidence:.0%}" for i, f in enumerate(faces)]
+    for face, text, (x1, y1, x2, y2), (lx, ly, lw, lh) in zip(faces, texts, *label_layout(faces, texts, (w, h))):
         color = COLORS.get(face.label, (255, 255, 255))
-        x1, y1, x2, y2 = boxes[i]
         cv2.rectangle(out, (x1, y1), (x2, y2), color, thick + 1)
         if show_landmarks and face.landmarks is not None:
             r = max(1, thick - 1)
             for x, y in face.landmarks[:, :2].astype(int):
                 cv2.circle(out, (int(x), int(y)), r, (0, 255, 200), -1, lineType=cv2.LINE_AA)
-        text = labels[i] if labels is not None else f"{face.label} {face.confidence:.0%}"
+    # labels last, over every box and mesh: a later face's box never hides an earlier face's number
+    for face, text, (lx, ly, lw, lh) in zip(faces, texts, label_layout(faces, texts, (w, h))[1]):
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font, thick)
-        lx, ly, lw, lh = label_rect((x1, y1, x2, y2), (tw + 4, th + base + base // 2), (w, h),
-                                    others=[b for k, b in enumerate(boxes) if k != i] + placed)
-        placed.append((lx, ly, lx + lw, ly + lh))
-        cv2.rectangle(out, (lx, ly), (lx + lw, ly + lh), color, -1)
+        cv2.rectangle(out, (lx, ly), (lx + lw, ly + lh), COLORS.get(face.label, (255, 255, 255)), -1)
         cv2.putText(out, text, (lx + 2, ly + th + (base // 4)), cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0), thick, cv2.LINE_AA)
     return out
+
+
+def _pen(h: int, w: int) -> tuple[int, float]:
+    """Line thickness and font scale for an image of this size."""
+    return max(1, round(min(h, w) / 300)), max(0.4, min(h, w) / 900)
+
+
+def label_layout(faces: Sequence[FaceResult], texts: Sequence[str], image: tuple[int, int]):
+    """Every face's box and its label's (x, y, width, height), in order, as `draw_faces` draws them: each
+    label goes where it covers no other face and no label placed before it, if there is such a place."""
+    w, h = image
+    thick, font = _pen(h, w)
+    boxes = [tuple(int(round(v)) for v in f.box) for f in faces]
+    placed: list[tuple[int, int, int, int]] = []
+    rects = []
+    for i, text in enumerate(texts):
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font, thick)
+        lx, ly, lw, lh = label_rect(boxes[i], (tw + 4, th + base + base // 2), (w, h),
+                                    others=[b for k, b in enumerate(boxes) if k != i] + placed)
+        placed.append((lx, ly, lx + lw, ly + lh))
+        rects.append((lx, ly, lw, lh))
+    return boxes, rects
 
 
 def label_rect(box: tuple[int, int, int, int], size: tuple[int, int], image: tuple[int, int],
                others: Sequence[tuple[int, int, int, int]] = ()) -> tuple[int, int, int, int]:
     """Where a face's label goes: (x, y, width, height), always inside the image.
 
-    Tries above the box, below it, then inside its top and bottom edges, each moved into the image;
-    takes the first that overlaps none of `others` (other faces' boxes and labels already placed) and
-    not its own face either, else the first clear of `others`, else the one that overlaps them least.
+    Tries above the box, below it, then inside its top and bottom edges, each flush with the box's left
+    edge, then its right edge, then centred, and each moved into the image; takes the first that overlaps
+    none of `others` (other faces' boxes and labels already placed) and not its own face either, else
+    the first clear of `others`, else the one that overlaps them least.
     """
     x1, y1, x2, y2 = box
     lw, lh = min(size[0], image[0]), min(size[1], image[1])
-    candidates = [(x1, y1 - lh), (x1, y2), (x1, y1), (x1, y2 - lh)]
+    candidates = [(x, y) for y in (y1 - lh, y2, y1, y2 - lh) for x in (x1, x2 - lw, (x1 + x2 - lw) // 2)]
 
     def inside(x: int, y: int) -> tuple[int, int]:
         return min(max(0, x), image[0] - lw), min(max(0, y), image[1] - lh)

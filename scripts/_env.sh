@@ -4,14 +4,14 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="${PYTHON:-}"
 if [ -z "$PY" ]; then
-  for cand in python3.11 python3.12 python3.10 python3; do
-    if command -v "$cand" >/dev/null 2>&1 && "$cand" -c 'import sys; sys.exit(not ((3,10) <= sys.version_info[:2] <= (3,12)))' 2>/dev/null; then
+  for cand in python3.14 python3.13 python3.12 python3.11 python3.10 python3; do
+    if command -v "$cand" >/dev/null 2>&1 && "$cand" -c 'import sys; sys.exit(sys.version_info[:2] < (3,10))' 2>/dev/null; then
       PY="$cand"; break
     fi
   done
 fi
 if [ -z "$PY" ]; then
-  echo "error: fusion_fer needs Python 3.10-3.12 (mediapipe 0.10.21 has no wheels for newer)." >&2
+  echo "error: fusion_fer needs Python 3.10 or newer." >&2
   exit 1
 fi
 VENV="${FUSION_FER_VENV:-$ROOT/.venv}"

@@ -39,6 +39,35 @@ def test_predicts_a_real_face(client):
     assert label["label"] == f["label"]
     x1, y1, x2, y2 = f["box"]
     assert 120 < x2 - x1 < 260
+    assert len(f["blendshapes"]) == 52 and all(0 <= v <= 1 for v in f["blendshapes"].values())  # MediaPipe's, by name
+
+
+def test_the_webcam_channel_refuses_an_oversized_frame_before_decoding_and_is_not_a_public_api(client):
+    """Gradio would decode any frame a stream sends; the camera's own preprocessing reads the size from the
+    header first. The page's stream is not offered to API clients."""
+    import base64
+    import sys
+
+    import gradio as gr
+    from gradio.data_classes import ImageData
+
+    assert "/stream" not in client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    sys.path.insert(0, str(ROOT))
+    import app
+
+    cam = app.camera_image()
+
+    def frame(w, h):
+        buf = io.BytesIO()
+        Image.new("RGB", (w, h), (120, 110, 100)).save(buf, "JPEG", quality=50)
+        return ImageData(url="data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode())
+
+    ok = cam.preprocess(frame(480, 360))
+    assert isinstance(ok, np.ndarray) and ok.shape == (360, 480, 3) and ok.dtype == np.uint8
+    with pytest.raises(gr.Error, match=r"5000x5000 pixels is too large; the limit is 8,294,400"):
+        cam.preprocess(frame(5000, 5000))
+    with pytest.raises(gr.Error, match="not an image"):
+        cam.preprocess(ImageData(url="data:image/jpeg;base64," + base64.b64encode(b"garbage").decode()))
 
 
 def test_each_shipped_model_answers_by_name_and_the_default_without_one(client):
@@ -143,14 +172,20 @@ def test_upload_tab_reports_a_downscaled_photo_and_keeps_the_api_in_photo_pixels
 
     big = tmp_path / "big.jpg"
     Image.fromarray(hopper_rgb).resize((2048, 2400)).save(big, quality=90)
-    image, largest, faces, table, note = app.show_upload(str(big), False, None)
+    image, largest, faces, table, movements, note = app.show_upload(str(big), False, None)
     w, h = Image.open(image).size
     assert w < 2048 and f"shown at {w}x{h}; the photo is 2048x2400" in note
     x1, _, x2, _ = faces[0]["box"]
     assert 480 < x2 - x1 < 1040  # 4x the portrait's face (120-260 px)
-    assert list(table.columns) == ["face", "expression", "confidence", "top 3"] and table.iloc[0]["face"] == "#1"
-    _, _, _, empty, message = app.show_upload(str(tmp_path / "missing.jpg"), False, None)
+    assert list(table.columns) == ["face", "expression", "confidence", "top 3", "in the photo"]
+    assert table.iloc[0]["face"] == "#1" and table.iloc[0]["in the photo"] == "whole"
+    # beside the bars: the largest face's strongest blendshapes, in order, from its own 52
+    assert len(movements) == app.TOP_BLENDSHAPES and "_neutral" not in movements
+    assert list(movements.values()) == sorted(movements.values(), reverse=True)
+    assert all(faces[0]["blendshapes"][k] == v for k, v in movements.items()) and len(faces[0]["blendshapes"]) == 52
+    _, _, _, empty, no_movements, message = app.show_upload(str(tmp_path / "missing.jpg"), False, None)
     assert message.startswith("**Could not analyse this:**") and "no such file" in message and empty.empty
+    assert no_movements is None
 
 
 def test_eight_simultaneous_requests_all_succeed(app_url):
@@ -194,7 +229,12 @@ def test_video_endpoint_returns_video_timeline_summary_and_csv(client, tmp_path)
     with open(table, newline="") as f:
         rows = list(csv.DictReader(f))
     assert sorted({int(r["frame"]) for r in rows}) == list(range(0, 30, 2))  # every 2nd frame, as asked
-    assert "frames/s" in speed
+    assert "frames/s" in speed and "bs_jawOpen" in rows[0]
+    # the Model menu reaches the video: fer2013 answers in its own 7 classes, without contempt
+    *_, summary7, table7, _ = client.predict(handle_file(str(clip)), 2, "fer2013", api_name="/predict_video")
+    assert "contempt" in summary["headers"] and "contempt" not in summary7["headers"]
+    with open(table7, newline="") as f:
+        assert "contempt" not in next(csv.reader(f))
 
 
 def test_video_endpoint_refuses_what_it_cannot_use(client, tmp_path):

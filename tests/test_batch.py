@@ -44,6 +44,9 @@ def test_every_photo_is_accounted_for(collection, tmp_path):
     stats = run([collection], out, progress=False)
     rows = _read(out)
     assert list(rows[0]) == header(CLASSES)
+    from fusion_fer.landmarks import blendshape_columns
+
+    assert header(CLASSES)[-53:-1] == list(blendshape_columns()) and "bs_jawOpen" in rows[0]
     by_name = {os.path.basename(r["path"]): r for r in rows}
     assert sorted(by_name) == ["a_hopper.jpg", "b_astronaut.png", "c_wall.png", "d_broken.jpg", "e_text.jpg", "f_mirror.jpg"]
     for name in ("a_hopper.jpg", "b_astronaut.png", "f_mirror.jpg"):
@@ -51,7 +54,9 @@ def test_every_photo_is_accounted_for(collection, tmp_path):
         assert r["face"] == "0" and r["error"] == "" and r["label"] in CLASSES
         assert abs(sum(float(r[c]) for c in CLASSES) - 1) < 2e-3
         assert float(r["x2"]) > float(r["x1"]) and float(r["y2"]) > float(r["y1"])
+        assert all(0 <= float(r[c]) <= 1 for c in blendshape_columns()) and float(r["bs_eyeBlinkLeft"]) < 0.5
     assert by_name["c_wall.png"]["error"] == "no face" and by_name["c_wall.png"]["label"] == ""
+    assert by_name["c_wall.png"]["bs_jawOpen"] == ""
     assert "corrupt or truncated" in by_name["d_broken.jpg"]["error"]
     assert "not an image" in by_name["e_text.jpg"]["error"]
     assert (stats.photos, stats.faces, stats.no_face, stats.errors) == (6, 3, 1, 2)
@@ -95,6 +100,12 @@ def test_command_line_csv(collection, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "6 photos" in err and "2 unreadable" in err
     assert len(_read(out)) == 6
+    slim = tmp_path / "slim.csv"
+    assert main(["predict", str(collection), "--csv", str(slim), "--no-blendshapes"]) == 1
+    assert list(_read(slim)[0]) == header(CLASSES, blendshapes=False) and not any(c.startswith("bs_") for c in _read(slim)[0])
+    capsys.readouterr()
+    assert main(["predict", str(collection), "--csv", str(slim), "--resume"]) == 2  # other columns: a clear refusal
+    assert "blendshape" in capsys.readouterr().err
     assert main(["predict", str(collection), "--workers", "2"]) == 2  # --workers needs --csv
     assert "--csv" in capsys.readouterr().err
 

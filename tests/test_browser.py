@@ -91,8 +91,8 @@ def _wait_for_class(page, block: str, timeout: float = 60.0) -> str:
 def _table_rows(text: str) -> list[list[str]]:
     """The per-face table's cells, row by row, from the page's text (a cell per line, after the headers)."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    cells = lines[lines.index("top 3") + 1:]
-    return [cells[i:i + 4] for i in range(0, len(cells), 4)]
+    cells = lines[lines.index("in the photo") + 1:]
+    return [cells[i:i + 5] for i in range(0, len(cells), 5)]
 
 
 def _shown_image(page) -> str:

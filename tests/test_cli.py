@@ -42,6 +42,20 @@ def test_predict_json_and_bad_file(model_dir, tmp_path, capsys):
     data = json.loads(captured.out)  # ...the others were still answered
     assert [len(d["faces"]) for d in data] == [1, 1]
     assert set(data[0]["faces"][0]["probs"]) == {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
+    shapes = data[0]["faces"][0]["blendshapes"]  # MediaPipe's 52 coefficients, by name
+    assert len(shapes) == 52 and 0 <= shapes["jawOpen"] <= 1 and max(shapes.values()) > 0.1
+    assert main(["predict", str(grace_hopper()), "--json", "--no-blendshapes", "--model", str(model_dir)]) == 0
+    assert "blendshapes" not in json.loads(capsys.readouterr().out)[0]["faces"][0]
+
+
+def test_an_unreadable_photo_prints_nothing_on_stdout_and_fails(model_dir, tmp_path, capsys):
+    """A script reading `--json` must not take an unreadable file for a photo without faces (`[]`)."""
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not a picture")
+    for extra in (["--json"], []):
+        code = main(["predict", str(bad), *extra, "--model", str(model_dir)])
+        captured = capsys.readouterr()
+        assert code == 1 and captured.out == "" and "broken.jpg" in captured.err
 
 
 def test_missing_model_folder_is_a_clear_error(tmp_path, capsys):
@@ -52,7 +66,7 @@ def test_missing_model_folder_is_a_clear_error(tmp_path, capsys):
 def test_detect_reports_faces_and_landmarks(capsys):
     assert main(["detect", str(grace_hopper()), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data[0]["faces"][0]["landmarks"] == 468
+    assert data[0]["faces"][0]["landmarks"] == 468 and data[0]["faces"][0]["blendshapes"] == 52
 
 
 def test_a_normal_run_prints_no_library_log_lines_and_verbose_shows_them(tmp_path):

@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 
 from fusion_fer.faces import FaceConfig
+
+from .conftest import SHARED_DATA
 
 
 def test_finds_the_face_in_a_real_photo(detector, hopper_rgb):
@@ -157,3 +160,57 @@ def test_crop_shrinks_only_the_face_region_with_the_same_pixels(hopper_rgb):
             x, y = rng.uniform(-s, w), rng.uniform(-s, h)
             face = Face((x, y, x + s, y + 1.2 * s), 1.0, np.zeros((5, 2), np.float32))
             assert np.array_equal(crop_face(img, face, 48, cfg), whole_photo_crop(img, face))
+
+
+SELFIE = SHARED_DATA / "group_photos" / "selfie_seven.jpg"
+# The seven faces of ../shared's group selfie, marked by eye (600x604; boxes reach beyond the frame where it cuts them):
+# the selfie-taker at the right edge, a man cut by the right edge, a woman cut by the bottom-left corner, four more.
+SELFIE_FACES = {"selfie-taker": (470, 262, 720, 600), "glasses, right edge": (525, 62, 665, 228),
+                "bottom-left corner": (-60, 395, 60, 570), "left edge": (-12, 244, 68, 354), "centre": (353, 113, 484, 288),
+                "beard": (209, 121, 302, 251), "front left": (89, 293, 203, 446)}
+
+
+@pytest.mark.skipif(not SELFIE.exists(), reason=f"{SELFIE} not found (../shared/data)")
+def test_a_real_group_selfie_finds_the_selfie_taker_and_six_of_seven_faces(detector):
+    from fusion_fer.imageio import read_rgb
+    from fusion_fer.stream import box_iou
+
+    rgb, _ = read_rgb(SELFIE)
+    h, w = rgb.shape[:2]
+    faces = detector.detect(rgb)
+    hits = {name: [f for f in faces if box_iou(truth, f.box) >= 0.4] for name, truth in SELFIE_FACES.items()}
+    print({name: len(v) for name, v in hits.items()})
+    assert hits["selfie-taker"], "the selfie-taker's own face was missed"
+    assert sum(bool(v) for v in hits.values()) >= 6 and len(faces) <= 7  # no face found twice, none made up
+    assert hits["selfie-taker"][0].cut_by(w, h) and not hits["centre"][0].cut_by(w, h)
+    without = detector.detect(rgb, edge_pass=False)  # what the edge pass adds: the faces the frame cuts
+    assert len(without) < len(faces) and not any(box_iou(SELFIE_FACES["selfie-taker"], f.box) >= 0.4 for f in without)
+
+
+def test_a_large_face_cut_by_the_edge_is_found_and_said_to_be_cut(detector, astronaut_rgb, hopper_rgb):
+    """The project's own case: a portrait enlarged so the face fills 60 % of the frame's height, with 45 % of
+    it beyond the right edge (a selfie-taker's face), which the first pass alone misses; a whole face beside it
+    stays whole."""
+    import cv2
+
+    from fusion_fer.stream import box_iou
+
+    x1, y1, x2, y2 = detector.detect(astronaut_rgb)[0].box
+    h, w = 600, 800
+    s = 0.6 * h / (y2 - y1)
+    big = cv2.resize(astronaut_rgb, None, fx=s, fy=s, interpolation=cv2.INTER_CUBIC)
+    canvas = np.full((h, w, 3), 90, np.uint8)
+    ox, oy = int(w - (x1 * s + 0.55 * (x2 - x1) * s)), int(0.3 * h - y1 * s)
+    ys, xs = max(0, oy), max(0, ox)
+    part = big[ys - oy:ys - oy + h - ys, xs - ox:xs - ox + w - xs]
+    canvas[ys:ys + part.shape[0], xs:xs + part.shape[1]] = part
+    small = cv2.resize(hopper_rgb, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)[:500]
+    canvas[60:60 + small.shape[0], 20:20 + small.shape[1]] = small
+    truth = (ox + x1 * s, oy + y1 * s, ox + x2 * s, oy + y2 * s)
+    assert (truth[2] - w) / (truth[2] - truth[0]) > 0.4
+    assert not [f for f in detector.detect(canvas, edge_pass=False) if box_iou(truth, f.box) >= 0.4]
+    faces = detector.detect(canvas)
+    cut = [f for f in faces if box_iou(truth, f.box) >= 0.4]
+    assert len(cut) == 1 and cut[0].cut_by(w, h)
+    whole = [f for f in faces if f is not cut[0]]
+    assert len(whole) == 1 and not whole[0].cut_by(w, h)

@@ -10,7 +10,7 @@ from fusion_fer.landmarks import (
 
 
 def test_mesh_gives_468_points_on_the_face(mesh, hopper_crop):
-    pts = mesh(hopper_crop)
+    pts = mesh(hopper_crop).points
     assert pts is not None and pts.shape == (N_POINTS, 3) and pts.dtype == np.float32
     # Crop units: the face fills the crop, so the points span most of 0..1.
     assert pts[:, :2].min() > -0.1 and pts[:, :2].max() < 1.1
@@ -30,8 +30,8 @@ def test_mirror_of_mesh_matches_mesh_of_flipped_face(mesh, hopper_crop):
     Measured on Grace Hopper's 48 px crop: mean error 0.0068 crop widths (0.33 px), max 0.023;
     negating x without swapping the points gives 0.37.
     """
-    a = mesh(hopper_crop)
-    b = mesh(np.ascontiguousarray(hopper_crop[:, ::-1]))
+    a = mesh(hopper_crop).points
+    b = mesh(np.ascontiguousarray(hopper_crop[:, ::-1])).points
     err = np.linalg.norm(mirror(a, center_x=0.5)[:, :2] - b[:, :2], axis=1)
     naive = a.copy()
     naive[:, 0] = 1.0 - naive[:, 0]
@@ -55,13 +55,13 @@ def test_mirror_index_is_a_left_right_swap():
 
 
 def test_mirror_twice_is_identity_and_flips_x(mesh, hopper_crop):
-    pts = normalize(mesh(hopper_crop))
+    pts = normalize(mesh(hopper_crop).points)
     assert np.allclose(mirror(mirror(pts)), pts)
     assert np.allclose(mirror(pts)[:, 0].mean(), -pts[:, 0].mean(), atol=1e-5)
 
 
 def test_normalize_removes_position_scale_and_roll(mesh, hopper_crop):
-    pts = mesh(hopper_crop)
+    pts = mesh(hopper_crop).points
     base = normalize(pts)
     a = np.radians(25)
     rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]], dtype=np.float32)
@@ -91,3 +91,52 @@ def test_standardisation_fits_the_training_set_and_round_trips():
     assert np.allclose(again(pts[20:]), z)
     with pytest.raises(ValueError, match="no face has landmarks"):
         LandmarkStats.fit(pts, np.zeros(200, bool))
+
+
+def test_the_shipped_face_landmarker_is_the_pinned_file_and_gives_478_points_and_52_named_blendshapes(hopper_rgb):
+    """The bundle inside the package matches its sha256; on a whole sample photo MediaPipe's task gives the
+    478-point mesh (468 + 10 iris points) and 52 blendshapes, named as `blendshape_names` says."""
+    import hashlib
+
+    import mediapipe as mp
+    from mediapipe.tasks.python.core.base_options import BaseOptions
+    from mediapipe.tasks.python.vision import FaceLandmarker, FaceLandmarkerOptions
+
+    from fusion_fer.landmarks import TASK_FILE, TASK_SHA256, blendshape_names, read_task_file
+
+    data = read_task_file()
+    assert hashlib.sha256(TASK_FILE.read_bytes()).hexdigest() == TASK_SHA256 == hashlib.sha256(data).hexdigest()
+    assert (TASK_FILE.parent / "NOTICE").read_text().count(TASK_SHA256) == 1  # its licence and source travel with it
+    options = FaceLandmarkerOptions(base_options=BaseOptions(model_asset_buffer=data), output_face_blendshapes=True)
+    with FaceLandmarker.create_from_options(options) as landmarker:
+        res = landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(hopper_rgb)))
+    assert len(res.face_landmarks) == 1 and len(res.face_landmarks[0]) == 478
+    names = [c.category_name for c in sorted(res.face_blendshapes[0], key=lambda c: c.index)]
+    assert len(names) == 52 and tuple(names) == blendshape_names()
+    assert "browDownLeft" in names and "jawOpen" in names and "noseSneerRight" in names
+
+
+def test_the_mesh_gives_blendshapes_that_move_with_the_face(mesh, hopper_crop):
+    """52 coefficients in 0..1 per face, the strongest well above zero; the portrait's open eyes do not read as a blink."""
+    from fusion_fer.landmarks import N_BLENDSHAPES, blendshape_names
+
+    res = mesh(hopper_crop)
+    shapes = res.blendshapes
+    assert shapes.shape == (N_BLENDSHAPES,) and shapes.dtype == np.float32
+    assert (shapes >= 0).all() and (shapes <= 1).all() and shapes.max() > 0.1
+    # the eyes are open and looking ahead: the blink coefficients stay low on this portrait
+    names = blendshape_names()
+    assert shapes[names.index("eyeBlinkLeft")] < 0.5 and shapes[names.index("eyeBlinkRight")] < 0.5
+
+
+def test_a_wrong_or_missing_landmarker_file_is_a_clear_error(tmp_path):
+    from fusion_fer.landmarks import TASK_SHA256, FaceMesh, LandmarkerFileError
+
+    bad = tmp_path / "face_landmarker.task"
+    bad.write_bytes(b"not the model")
+    with pytest.raises(LandmarkerFileError) as err:
+        FaceMesh(model_file=bad)
+    msg = str(err.value)
+    assert str(bad) in msg and TASK_SHA256 in msg and "13 bytes" in msg and "face_landmarker.task" in msg
+    with pytest.raises(LandmarkerFileError, match="cannot be read"):
+        FaceMesh(model_file=tmp_path / "missing.task")

@@ -82,6 +82,10 @@ def test_an_installed_package_predicts_from_another_folder(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert inst.returncode == 0, inst.stderr[-2000:]
     assert (site / "fusion_fer" / "models" / "ferplus" / "model.safetensors").is_file()
+    # the Face Landmarker's model and its NOTICE travel inside the package, byte for byte
+    task = site / "fusion_fer" / "assets" / "face_landmarker.task"
+    assert task.read_bytes() == (ROOT / "fusion_fer" / "assets" / "face_landmarker.task").read_bytes()
+    assert "Apache License" in (task.parent / "NOTICE").read_text()
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(site), "HOME": str(tmp_path)}
@@ -89,7 +93,7 @@ def test_an_installed_package_predicts_from_another_folder(tmp_path):
                          env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     [photo] = json.loads(run.stdout)
-    assert [f["label"] for f in photo["faces"]] == ["neutral"]
+    assert [f["label"] for f in photo["faces"]] == ["neutral"] and len(photo["faces"][0]["blendshapes"]) == 52
     where = subprocess.run([sys.executable, "-c", "import fusion_fer.artifacts as a; print(a.DEFAULT_DIR)"], cwd=elsewhere,
                            env=env, capture_output=True, text=True, timeout=120)
     assert Path(where.stdout.strip()) == site / "fusion_fer" / "models"

@@ -30,11 +30,11 @@ def test_augmentation_moves_landmarks_with_the_image(mesh, detector, hopper_rgb)
     """
     face = detector.detect(hopper_rgb)[0]
     crop = detector.crop(hopper_rgb, face, size=96)
-    pts = torch.from_numpy(mesh(crop))[None]
+    pts = torch.from_numpy(mesh(crop).points)[None]
     for scale, angle, tx, ty, flip in [(1.1, 15, 0.1, -0.05, False), (0.9, -12, -0.08, 0.06, True), (1.0, 0, 0, 0, True)]:
         theta = _theta(scale, angle, tx, ty, flip)
         want = warp_points(pts, theta, torch.tensor([flip]))[0].numpy()
-        got = mesh(_warp(crop, theta))
+        got = mesh(_warp(crop, theta)).points
         err = np.linalg.norm(got[:, :2] - want[:, :2], axis=1).mean()
         still = np.linalg.norm(got[:, :2] - pts[0, :, :2].numpy(), axis=1).mean()
         assert err < 0.02, (scale, angle, flip, err)
@@ -42,7 +42,7 @@ def test_augmentation_moves_landmarks_with_the_image(mesh, detector, hopper_rgb)
 
 
 def test_flip_in_warp_points_is_the_landmark_mirror(mesh, hopper_crop):
-    pts = mesh(hopper_crop)
+    pts = mesh(hopper_crop).points
     flipped = warp_points(torch.from_numpy(pts)[None], _theta(1, 0, 0, 0, True), torch.tensor([True]))[0].numpy()
     assert np.allclose(flipped, mirror(pts, center_x=0.5), atol=1e-5)
 

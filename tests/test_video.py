@@ -75,6 +75,9 @@ def test_frames_without_a_face_get_rows_and_every_nth_frame_is_classified(predic
     result = analyze_video(predictor, clips["gaps"], out=out, csv_path=table, config=VideoConfig(every=3))
     rows = _rows(table)
     assert list(rows[0]) == csv_header(predictor.classes)
+    faced = [r for r in rows if r["track"] != ""]
+    assert all(0 <= float(r["bs_jawOpen"]) <= 1 for r in faced) and max(float(r["bs_eyeSquintLeft"]) for r in faced) > 0
+    assert all(r["bs_jawOpen"] == "" for r in rows if r["track"] == "")
     frames = sorted({int(r["frame"]) for r in rows})
     assert frames == list(range(0, 60, 3))  # every classified frame has a row, no other frame does
     empty = [int(r["frame"]) for r in rows if r["track"] == ""]

@@ -5,7 +5,7 @@ import numpy as np
 
 from fusion_fer.labels import CLASSES
 from fusion_fer.predict import FaceResult
-from fusion_fer.viz import COLORS, draw_faces, label_rect, plot_timeline
+from fusion_fer.viz import COLORS, draw_faces, label_layout, label_rect, plot_timeline
 
 
 def _face(box, label="sad", p=0.72) -> FaceResult:
@@ -50,6 +50,25 @@ def test_labels_do_not_cover_other_faces_on_a_crowded_photo():
     # and a face at the top edge puts its label below itself rather than over its own forehead
     x, y, lw, lh = label_rect((100, 0, 200, 120), (80, 18), (600, 400))
     assert y >= 120
+
+
+def test_numbered_labels_on_a_group_selfie_cover_no_other_label_or_face():
+    """The boxes of a real group selfie (600x604, six faces: one cut by the right edge filling a third of the
+    frame, two more cut by the edges): no label covers another label (its number) or another face."""
+    boxes = [(473, 264, 719, 592), (353, 113, 484, 288), (537, 70, 662, 222), (89, 293, 203, 446), (209, 121, 302, 251),
+             (-10, 244, 69, 354)]
+    faces = [_face(b, "happy", 0.93) for b in boxes]
+    texts = [f"#{i} happy 93%" for i in range(1, 7)]
+    drawn, rects = label_layout(faces, texts, (600, 604))
+
+    def apart(a, b):
+        return min(a[2], b[2]) <= max(a[0], b[0]) or min(a[3], b[3]) <= max(a[1], b[1])
+
+    labels = [(x, y, x + w, y + h) for x, y, w, h in rects]
+    for i, r in enumerate(labels):
+        assert 0 <= r[0] and r[2] <= 600 and 0 <= r[1] and r[3] <= 604
+        assert all(apart(r, o) for k, o in enumerate(labels) if k != i), (i, labels)
+        assert all(apart(r, o) for k, o in enumerate(drawn) if k != i), (i, r)
 
 
 def test_timeline_plot_is_written(tmp_path):

@@ -115,7 +115,7 @@ def compare_ckplus(runs: dict[str, str], root: str, baseline: str, device: str =
     mesh = FaceMesh()
     pts = [mesh(im) for im in images]
     found = np.array([q is not None for q in pts])
-    points = np.stack([q if q is not None else np.zeros((468, 3), np.float32) for q in pts])
+    points = np.stack([q.points if q is not None else np.zeros((468, 3), np.float32) for q in pts])
     cols = [CLASSES.index(c) for c in ck.CLASSES if c in CLASSES]
     rows, correct = {}, {}
     for name, path in runs.items():

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     for i in np.flatnonzero(cache.found & (cache.splits == 0)):
         flipped = mesh(np.ascontiguousarray(cache.images[i][:, ::-1]))
         if flipped is not None:
-            pairs.append((cache.landmarks[i], flipped))
+            pairs.append((cache.landmarks[i], flipped.points))
         if len(pairs) >= args.n:
             break
     index = derive_mirror_index(pairs)

@@ -1,4 +1,4 @@
-"""Preprocessing: detection (for uncropped photos) and Face Mesh over a whole dataset, once.
+"""Preprocessing: detection (for uncropped photos) and the Face Landmarker over a whole dataset, once.
 
     python -m fusion_fer.research.prepare --data ../shared/data/fer2013/fer2013_reconstructed.csv.gz \\
         --ferplus ../shared/data/fer2013/fer2013new.csv --out cache/fer2013
@@ -24,10 +24,10 @@ from tqdm import tqdm
 
 from ..faces import FaceConfig
 from ..fileio import atomic_path, write_json
-from ..landmarks import N_POINTS, MeshConfig
+from ..landmarks import N_BLENDSHAPES, N_POINTS, MeshConfig
 from .data import CLASSES, SPLITS, DatasetError, FaceDataset, open_dataset
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: MediaPipe's Face Landmarker task (mesh and blendshapes); 1 was the retired Face Mesh solution
 
 
 @dataclass
@@ -104,6 +104,7 @@ def _process_shard(items: list) -> dict:
     size = _W["config"].image_size
     images = np.zeros((n, size, size), np.uint8)
     landmarks = np.zeros((n, N_POINTS, 3), np.float32)
+    blendshapes = np.zeros((n, N_BLENDSHAPES), np.float32)
     found = np.zeros(n, bool)
     face = np.zeros(n, bool)
     errors = []
@@ -113,10 +114,11 @@ def _process_shard(items: list) -> dict:
         if err:
             errors.append(err)
         if ok:
-            pts = _W["mesh"](crop)
-            if pts is not None:
-                landmarks[i], found[i] = pts, True
-    return {"images": images, "landmarks": landmarks, "found": found, "face": face, "errors": errors}
+            mesh = _W["mesh"](crop)
+            if mesh is not None:
+                (landmarks[i], blendshapes[i]), found[i] = mesh, True
+    return {"images": images, "landmarks": landmarks, "blendshapes": blendshapes, "found": found, "face": face,
+            "errors": errors}
 
 
 # -- driver --------------------------------------------------------------------------------------
@@ -181,7 +183,7 @@ def prepare(ds: FaceDataset, out: str | os.PathLike, config: PrepareConfig | Non
     elapsed = time.time() - t0
 
     parts = [np.load(shard_dir / f"{s:08d}.npz") for s in starts]
-    arrays = {k: np.concatenate([p[k] for p in parts]) for k in ("images", "landmarks", "found", "face")}
+    arrays = {k: np.concatenate([p[k] for p in parts]) for k in ("images", "landmarks", "blendshapes", "found", "face")}
     arrays.update(labels=ds.labels, splits=ds.splits)
     if ds.ferplus_labels is not None:
         arrays.update(ferplus_labels=ds.ferplus_labels, soft=ds.soft, ferplus_votes=ds.ferplus_votes)
@@ -225,6 +227,7 @@ class Cache:
     Attributes:
         images: (N, S, S) uint8 grey face crops.
         landmarks: (N, 468, 3) float32 mesh points in crop units (zeros where not found).
+        blendshapes: (N, 52) float32 Face Landmarker blendshapes (zeros where not found).
         found: (N,) bool, landmarks found.
         face: (N,) bool, a face was cropped (False for photos where MTCNN found none).
         labels: (N,) int64 FER2013 (or folder) labels.
@@ -235,6 +238,7 @@ class Cache:
 
     images: np.ndarray
     landmarks: np.ndarray
+    blendshapes: np.ndarray
     found: np.ndarray
     face: np.ndarray
     labels: np.ndarray
@@ -257,13 +261,16 @@ def load_cache(path: str | os.PathLike) -> Cache:
             raise CacheError(f"{path}: the cache is unfinished; run `python -m fusion_fer.research.prepare` again to resume it")
         raise CacheError(f"{path}: not a fusion_fer cache (no meta.json)")
     meta = json.loads((path / "meta.json").read_text())
+    if meta.get("version") != CACHE_VERSION:
+        raise CacheError(f"{path}: a cache of version {meta.get('version')} (landmarks of another MediaPipe model); "
+                         f"this fusion_fer reads version {CACHE_VERSION}: prepare it again into a new folder")
     with np.load(path / "cache.npz") as z:
         arrays = {k: z[k] for k in z.files}
     return Cache(meta=meta, **arrays)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Detect faces and run Face Mesh over a dataset once; writes a resumable cache.")
+    p = argparse.ArgumentParser(description="Detect faces and run the Face Landmarker over a dataset once; writes a resumable cache.")
     p.add_argument("--data", required=True, help="fer2013.csv(.gz), or an image folder root/<split>/<class>/* or root/<class>/*")
     p.add_argument("--out", required=True, help="cache folder (created; an unfinished one is resumed)")
     p.add_argument("--ferplus", default=None, help="FER+ fer2013new.csv, row-aligned with the CSV (adds FER+ labels)")

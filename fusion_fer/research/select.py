@@ -71,16 +71,16 @@ def selection_sets(predictor: Predictor, data_root: str | Path) -> list[FaceSet]
     sets = []
     for name, crops, labels, classes in (("ferplus", ds.images[rows], major[rows], FERPLUS_CLASSES),
                                          ("ckplus", ck.images[half], ck.labels[half], CKPlus.CLASSES)):
-        points, found = predictor.mesh_points(tqdm(crops, desc=f"{name}: Face Mesh", leave=False, unit="face"))
+        points, found, _ = predictor.mesh_points(tqdm(crops, desc=f"{name}: Face Landmarker", leave=False, unit="face"))
         sets.append(FaceSet(name, crops, points, found, labels, classes, np.ones(len(crops), bool)))
     photos = read_posed_photos(data.posed)
     crops, detected = [], []
     for path in tqdm(photos.paths, desc="posed photos: detection", leave=False, unit="photo"):
-        faces, face_crops, _ = predictor.face_crops(path)
+        faces, face_crops, _, _ = predictor.face_crops(path)
         detected.append(bool(faces))
         crops.append(face_crops[0] if faces else np.zeros((48, 48), np.uint8))  # the largest face, as predict() answers
     crops = np.stack(crops)
-    points, found = predictor.mesh_points(crops)
+    points, found, _ = predictor.mesh_points(crops)
     sets.append(FaceSet("taiwanese", crops, points, found & np.array(detected), photos.labels, CLASSES, np.array(detected)))
     return sets
 

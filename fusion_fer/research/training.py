@@ -50,6 +50,7 @@ class TrainConfig:
     patience: int = 12  # stop when PublicTest accuracy has not improved for this many epochs
     labels: str = "fer2013"  # fer2013 | ferplus (7-class majority) | ferplus8 (8 classes, vote distributions as soft targets)
     init: str | None = None  # start from this model folder or run folder (fine-tuning); a new head if the classes differ
+    refit_stats: bool = False  # fine-tuning: standardise landmarks with this cache's statistics, not the init model's (a new mesh model)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     bf16: bool = True  # bfloat16 autocast (2x faster on CPUs with AVX512-BF16, and on GPUs)
@@ -261,7 +262,7 @@ def train(cache: Cache, out_dir: str | os.PathLike, config: TrainConfig, resume:
         init_state, init_model, stats = init_weights(config.init)
         # The architecture comes from the model fine-tuned; only the number of classes may change.
         config.model = FusionConfig.from_dict({**init_model.to_dict(), "num_classes": config.model.num_classes})
-    else:
+    if not config.init or config.refit_stats:
         stats = fit_landmark_stats(cache, train_idx)
     (out / "stats.json").write_text(json.dumps(stats.to_dict()))
 

@@ -12,7 +12,7 @@ from fusion_fer.transforms import guide_grid, images_to_tensor
 
 def test_photometric_jitter_leaves_landmarks_alone(mesh, hopper_crop):
     grey = cv2.cvtColor(hopper_crop, cv2.COLOR_RGB2GRAY)
-    pts = mesh(hopper_crop)
+    pts = mesh(hopper_crop).points
     imgs, points, found = np.stack([grey] * 8), np.stack([pts] * 8), np.ones(8, bool)
     stats = LandmarkStats(np.zeros(1404, np.float32), np.ones(1404, np.float32))
     cfg = AugmentConfig(scale=(1, 1), translate=0, rotate=0, hflip=0, landmark_noise=0, erase_p=1.0)
@@ -30,7 +30,7 @@ def test_guide_points_follow_the_pixels_through_augmentation(mesh, hopper_crop):
     """What the guided fusion reads: the augmented image at the moved guide points shows what the
     original showed at the original points (the mirror partner's, for flipped faces)."""
     grey = cv2.cvtColor(hopper_crop, cv2.COLOR_RGB2GRAY)
-    pts = mesh(hopper_crop)
+    pts = mesh(hopper_crop).points
     idx = guide_indices()
     imgs, points, found = np.stack([grey] * 8), np.stack([pts] * 8), np.ones(8, bool)
     stats = LandmarkStats(np.zeros(1404, np.float32), np.ones(1404, np.float32))
