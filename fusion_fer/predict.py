@@ -78,9 +78,9 @@ class FaceResult:
 
 
 class Predictor:
-    """Face detection -> crop -> Face Mesh -> fused classifier, with flip averaging.
+    """Face detection -> crop -> Face Landmarker (mesh and blendshapes) -> fused classifier, with flip averaging.
 
-    Build it once (it loads MTCNN, Face Mesh and the model) and call `predict` per image.
+    Build it once (it loads MTCNN, the Face Landmarker and the model) and call `predict` per image.
     Safe to call from several threads.
     """
 
@@ -95,10 +95,10 @@ class Predictor:
         self.model = self.model.to(memory_format=torch.channels_last)
         self.classes: tuple[str, ...] = tuple(self.config["classes"])
         self.temperature = float(self.config.get("temperature", 1.0))
-        # Per-class offsets (evaluate.fit_class_bias on PublicTest, or recipe.py), applied before the temperature.
+        # Per-class offsets (evaluate.fit_class_bias on PublicTest, or research.select), applied before the temperature.
         self.class_bias = torch.tensor(self.config.get("class_bias", [0.0] * len(self.classes)), dtype=torch.float32)
         self.flip = flip
-        self.zooms = tuple(self.config.get("zooms", [1.0]))  # test-time framings (evaluate --zooms auto, or recipe.py)
+        self.zooms = tuple(self.config.get("zooms", [1.0]))  # test-time framings (evaluate --zooms auto, or research.select)
         # The webcam's recipe: fewer framings (each with its mirror) for speed; the stream's smoothing covers the
         # rest. Chosen on the selection data (export --live-report); else the framing nearest the training one.
         self.live_zooms = tuple(self.config.get("live_zooms", [min(self.zooms, key=lambda z: abs(z - 1.0))]))

@@ -24,7 +24,8 @@ def running_app(workdir: str | os.PathLike | None = None, timeout: float = 240.0
         timeout: seconds to wait for the first answer.
         env: extra environment variables.
         cpus: run it on these CPU cores only (Linux), as a small server would.
-        app: another checkout's app.py (default: this one's), to compare builds side by side.
+        app: another checkout's app.py (default: this one's), to compare builds side by side; it runs in that
+            checkout's .venv when it has one.
 
     Yields:
         (url, process) once the page answers; the process is stopped on exit.
@@ -47,7 +48,10 @@ def running_app(workdir: str | os.PathLike | None = None, timeout: float = 240.0
     app = Path(app) if app is not None else ROOT / "app.py"
     pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
     with open(cwd / "app.log", "w") as log:
-        proc = subprocess.Popen([sys.executable, str(app)], cwd=cwd, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+        # another checkout runs in its own environment when it has one (its requirements may differ from ours)
+        own = app.resolve().parent / ".venv" / "bin" / "python"
+        python = str(own) if app.resolve() != (ROOT / "app.py").resolve() and own.exists() else sys.executable
+        proc = subprocess.Popen([python, str(app)], cwd=cwd, env=full_env, stdout=log, stderr=subprocess.STDOUT,
                                 preexec_fn=pin)
     url = f"http://127.0.0.1:{port}/"
     try:

@@ -7,6 +7,8 @@
     # the webcam's recipe: the framings a report of `evaluate --suite --zooms Z` scored become the live ones
     python -m fusion_fer.research.export --model ferplus --live-report runs/live/z0.9 --out artifacts/ferplus --ship
 
+Every folder it writes gets `model.onnx` beside the weights (`write_onnx`): the fused network for other
+runtimes (ONNX Runtime Web in a browser); its config.json describes the preprocessing for both.
 Writing into `artifacts/` needs `--ship`. A shipped folder's card (README.md) is kept; its config.json
 keeps the names of the runs it came from, not their paths.
 """
@@ -15,13 +17,70 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
+
+import torch
 
 from ..artifacts import ArtifactError, copy_model, is_shipped, refuse_shipped, resolve_model, save_artifacts, update_model
 from .evaluate import metrics_for, parse_zooms, plot_confusion, print_metrics
 
 # What a cross-dataset report folder adds to a model folder (metrics.json's "suite" section is merged).
 REPORT_FILES = ("suite.md", "suite.png", "posed_confusion.png")
+ONNX_FILE = "model.onnx"
+ONNX_OPSET = 17
+
+
+class _OnnxGraph(torch.nn.Module):
+    """The fused network as ONNX runtimes take it: a batch of views (faces, or faces and their mirrors) in,
+    log-probabilities out. `found` is a float (1: landmarks found), which every runtime can make."""
+
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images, landmarks, found, points):
+        return torch.log_softmax(self.model(images, landmarks, found > 0.5, points).float(), dim=1)
+
+
+def write_onnx(folder: str | Path, ship: bool = False) -> Path:
+    """Writes `model.onnx` into a model folder, from its own weights, and describes it in config.json.
+
+    Inputs (batch first, any batch size): `images` (B, 1, S, S) float, standardised with the folder's
+    image_mean and image_std; `landmarks` (B, 1404) standardised landmarks (zeros where none); `found`
+    (B,) float; `points` (B, K, 2) the guide points in grid coordinates. Output: `log_probs` (B, classes).
+    Test-time framings, mirrors, offsets and the temperature are the caller's, as config.json says.
+    """
+    import tempfile
+
+    from ..artifacts import load_artifacts
+
+    from dataclasses import asdict
+
+    from ..faces import FaceConfig
+    from ..landmarks import MeshConfig
+
+    folder = Path(folder)
+    model, _, config = load_artifacts(folder, "cpu")
+    c = model.config
+    # every setting the browser reads is spelt out (a folder written before a setting existed takes its default)
+    described = {"face": {**asdict(FaceConfig()), **config.get("face", {})},
+                 "mesh": {**asdict(MeshConfig()), **config.get("mesh", {})}}
+    k = max(1, len(c.guide_points))
+    example = (torch.zeros(2, 1, c.image_size, c.image_size), torch.zeros(2, c.landmark_dim), torch.ones(2),
+               torch.zeros(2, k, 2))
+    names = ["images", "landmarks", "found", "points"]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / ONNX_FILE
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter: its graph runs in every runtime
+            torch.onnx.export(_OnnxGraph(model.eval()), example, str(path), input_names=names, output_names=["log_probs"],
+                              dynamic_axes={n: {0: "batch"} for n in [*names, "log_probs"]}, opset_version=ONNX_OPSET,
+                              dynamo=False)
+        update_model(folder, files={ONNX_FILE: path}, ship=ship,
+                     config={**described, "onnx": {"file": ONNX_FILE, "opset": ONNX_OPSET, "inputs": names,
+                                                   "output": "log_probs", "guide_points": k}})
+    return folder / ONNX_FILE
 
 
 def export_run(run: str | Path, data: str | Path, out: str | Path, zooms=None, ship: bool = False, device: str = "cpu") -> dict:
@@ -54,6 +113,7 @@ def export_run(run: str | Path, data: str | Path, out: str | Path, zooms=None, s
         if (run / name).exists():
             files[dest] = run / name
     update_model(out, metrics=metrics, files=files, ship=ship)
+    write_onnx(out, ship=ship)
     return metrics
 
 
@@ -90,6 +150,7 @@ def export_model(model: str | Path, out: str | Path, report: str | Path | None =
         if not zooms:
             raise ArtifactError(f"{live_report}: not scored with --zooms, so it names no live framings")
         update_model(out, config={"live_zooms": list(zooms)}, metrics={"live_suite": live}, ship=ship)
+    write_onnx(out, ship=ship)
     return out
 
 

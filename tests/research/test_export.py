@@ -115,3 +115,57 @@ def test_export_ships_a_model_with_its_report_card_and_no_local_paths(tiny_cache
     assert export.main(["--model", str(folder), "--live-report", str(live), "--out", str(shipped / "mine"), "--ship"]) == 0
     assert load_predictor(folder).live_zooms == (0.9,) and load_predictor(tmp_path / "cand").live_zooms == (1.0,)
     assert json.loads((folder / "metrics.json").read_text())["live_suite"]["select"] == {"x": 2}
+
+
+def test_export_writes_model_onnx_that_answers_as_the_pytorch_model(tiny_cache, tmp_path):
+    """model.onnx beside the weights, described in config.json; on the same inputs (faces and their
+    mirrors, landmarks found and missing) ONNX Runtime's log-probabilities are the model's within 1e-4."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from fusion_fer.artifacts import load_artifacts
+    from fusion_fer.research import export
+
+    cache = load_cache(tiny_cache)
+    train(cache, tmp_path / "run", TrainConfig(epochs=1, batch_size=4, bf16=False, model=SMALL), progress=False)
+    assert export.main(["--run", str(tmp_path / "run"), "--data", str(tiny_cache), "--out", str(tmp_path / "m"),
+                        "--blind"]) == 0
+    _check_onnx(tmp_path / "m", np, ort, torch, load_artifacts)
+
+
+def test_every_shipped_model_carries_model_onnx_that_answers_as_its_weights():
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from fusion_fer.artifacts import collection, load_artifacts
+
+    for name in collection()["models"]:
+        _check_onnx(name, np, ort, torch, load_artifacts)
+
+
+def _check_onnx(folder, np, ort, torch, load_artifacts) -> None:
+    model, _, config = load_artifacts(folder, "cpu")
+    onnx = config["onnx"]
+    assert onnx["inputs"] == ["images", "landmarks", "found", "points"] and onnx["output"] == "log_probs"
+    session = ort.InferenceSession(str(_folder(config) / onnx["file"]))
+    rng = np.random.default_rng(0)
+    c = model.config
+    b = 6
+    feed = {"images": rng.normal(size=(b, 1, c.image_size, c.image_size)).astype(np.float32),
+            "landmarks": rng.normal(size=(b, c.landmark_dim)).astype(np.float32),
+            "found": np.array([1, 1, 0, 1, 0, 1], np.float32),
+            "points": rng.uniform(-0.9, 0.9, size=(b, onnx["guide_points"], 2)).astype(np.float32)}
+    got = session.run(None, feed)[0]
+    with torch.no_grad():
+        want = torch.log_softmax(model(*(torch.from_numpy(feed[k]) for k in ("images", "landmarks")),
+                                       torch.from_numpy(feed["found"]) > 0.5, torch.from_numpy(feed["points"])), 1).numpy()
+    assert got.shape == (b, len(config["classes"])) and np.abs(got - want).max() < 1e-4
+    assert np.abs(want[0] - want[1]).max() > 1e-3  # different faces, different answers: the check can fail
+
+
+def _folder(config):
+    from pathlib import Path
+
+    return Path(config["folder"])

@@ -1,0 +1,132 @@
+"""Builds the static web app into web/dist: the page, its two runtimes from npm, the shipped models.
+
+    (cd web && npm ci) && python web/build.py [--out web/dist]
+
+What goes in:
+  * web/src/*                                  the page (index.html, app.js, fer.js, style.css)
+  * vendor/ort/                                onnxruntime-web's WebAssembly build (node_modules, package-lock.json)
+  * vendor/mediapipe/                          @mediapipe/tasks-vision's bundle and WebAssembly files
+  * assets/face_landmarker.task                the same file the Python package ships (sha256-checked)
+  * assets/mesh.json                           the mesh's left/right permutation and eye contours
+  * models/NAME/config.json, model.onnx        every shipped model (artifacts/); the weights are stored as
+                                               float16 with a cast to float32 at load: half the download
+  * models/models.json, README.md              the names and the default; the static Space's card
+
+Only web/src, package.json, package-lock.json, this script and the Space card's template are committed;
+dist/ is built.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+WEB = Path(__file__).resolve().parent
+ROOT = WEB.parent
+sys.path.insert(0, str(ROOT))
+
+VENDOR = {
+    "ort": ("onnxruntime-web/dist", ["ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm"]),
+    "mediapipe": ("@mediapipe/tasks-vision", ["vision_bundle.mjs", "wasm/vision_wasm_internal.js",
+                                              "wasm/vision_wasm_internal.wasm"]),
+}
+
+CARD = """---
+title: fusion_fer in your browser
+emoji: 🙂
+colorFrom: indigo
+colorTo: yellow
+sdk: static
+app_file: index.html
+pinned: false
+license: mit
+short_description: Facial expressions, computed in your browser; nothing leaves it
+---
+
+# fusion_fer in your browser
+
+Every face in a photo or your webcam, with its expression, computed on your own machine by ONNX Runtime
+Web and MediaPipe's Face Landmarker. No image is sent anywhere. Models: {models}.
+"""
+
+
+def half_weights(src: Path, dst: Path) -> None:
+    """model.onnx with its large float32 weights stored as float16, each cast back to float32 when the
+    session loads: the same graph and arithmetic, half the bytes to download (the answers move by ~1e-3)."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(src))
+    graph = model.graph
+    keep, casts = [], []
+    for init in graph.initializer:
+        arr = numpy_helper.to_array(init)
+        if arr.dtype == np.float32 and arr.size >= 1024:
+            half = numpy_helper.from_array(arr.astype(np.float16), init.name + "_fp16")
+            keep.append(half)
+            casts.append(helper.make_node("Cast", [half.name], [init.name], to=onnx.TensorProto.FLOAT))
+        else:
+            keep.append(init)
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    nodes = casts + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(dst))
+
+
+def build(out: Path, models: Path | None = None) -> dict:
+    from fusion_fer.artifacts import DEFAULT_DIR, collection
+    from fusion_fer.landmarks import TASK_FILE, eye_indices, mirror_index, read_task_file
+
+    modules = WEB / "node_modules"
+    if not modules.is_dir():
+        raise SystemExit(f"{modules} is missing: run `npm ci` in {WEB} first")
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    for f in (WEB / "src").iterdir():
+        shutil.copy(f, out / f.name)
+    for name, (folder, files) in VENDOR.items():
+        for f in files:
+            dest = out / "vendor" / name / f
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(modules / folder / f, dest)
+    (out / "assets").mkdir()
+    (out / "assets" / TASK_FILE.name).write_bytes(read_task_file())
+    left, right = eye_indices()
+    (out / "assets" / "mesh.json").write_text(json.dumps({
+        "mirror_index": mirror_index().tolist(), "eye_left": left.tolist(), "eye_right": right.tolist()}))
+    root = Path(models) if models else DEFAULT_DIR
+    shipped = collection(root)
+    for name in shipped["models"]:
+        src, dest = root / name, out / "models" / name
+        dest.mkdir(parents=True)
+        config = json.loads((src / "config.json").read_text())
+        if "onnx" not in config or "mesh_crop_scale" not in config["face"]:
+            raise SystemExit(f"{src} has no model.onnx or no mesh-box calibration: export it again "
+                             "(python -m fusion_fer.research.export)")
+        shutil.copy(src / "config.json", dest / "config.json")
+        half_weights(src / config["onnx"]["file"], dest / config["onnx"]["file"])
+    (out / "models" / "models.json").write_text(json.dumps({"default": shipped["default"], "models": shipped["models"]}))
+    (out / "README.md").write_text(CARD.replace("{models}", ", ".join(shipped["models"])))
+    sizes = {str(p.relative_to(out)): p.stat().st_size for p in sorted(out.rglob("*")) if p.is_file()}
+    return sizes
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default=str(WEB / "dist"))
+    p.add_argument("--models", default=None, help="a collection folder with models.json (default: the shipped artifacts/)")
+    args = p.parse_args()
+    sizes = build(Path(args.out), args.models)
+    print(f"built {args.out}: {len(sizes)} files, {sum(sizes.values()) / 1e6:.1f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,388 @@
+// fusion_fer in the browser: the Python pipeline's steps, read from a model folder's config.json.
+//
+// face box (the Face Landmarker's mesh on the photo, calibrated to FER2013's framing) -> 48 px grey
+// crop -> the Face Landmarker on that crop (as Python runs it) -> framings, softening, mirror ->
+// model.onnx (ONNX Runtime Web) -> averaged probabilities, class offsets, temperature.
+// Every number that describes the preprocessing comes from config.json or mesh.json; none is repeated here.
+
+const N_POINTS = 468;
+
+export class Pipeline {
+  /** ort: onnxruntime-web; vision: @mediapipe/tasks-vision; base: the folder holding models/ and assets/. */
+  static async create(ort, vision, base) {
+    // MediaPipe loads its wasm again for every task made: fetched once here, each task reads the same blob
+    const fileset = await vision.FilesetResolver.forVisionTasks(`${base}vendor/mediapipe/wasm`);
+    for (const key of ["wasmLoaderPath", "wasmBinaryPath"]) {
+      fileset[key] = URL.createObjectURL(await (await fetch(fileset[key])).blob());
+    }
+    const mesh = await (await fetch(`${base}assets/mesh.json`)).json();
+    const task = new Uint8Array(await (await fetch(`${base}assets/face_landmarker.task`)).arrayBuffer());
+    const models = await (await fetch(`${base}models/models.json`)).json();
+    const p = new Pipeline(ort, vision, fileset, task, mesh, models, base);
+    // every landmarker is made now, while the page is online: each loads MediaPipe's wasm loader
+    p.finder = await vision.FaceLandmarker.createFromOptions(fileset, {
+      baseOptions: { modelAssetBuffer: task, delegate: "CPU" }, runningMode: "IMAGE", numFaces: 20,
+    });
+    p.videoFinder = await vision.FaceLandmarker.createFromOptions(fileset, {
+      baseOptions: { modelAssetBuffer: task, delegate: "CPU" }, runningMode: "VIDEO", numFaces: 4,
+    });
+    return p;
+  }
+
+  constructor(ort, vision, fileset, task, mesh, models, base) {
+    Object.assign(this, { ort, vision, fileset, task, mesh, models, base });
+    this.loaded = {};
+    this.cropMeshes = {};
+  }
+
+  /** A shipped model by name: its config.json, an ONNX Runtime session and what the preprocessing needs. */
+  async model(name) {
+    if (this.loaded[name]) return this.loaded[name];
+    const dir = `${this.base}models/${name}/`;
+    const config = await (await fetch(`${dir}config.json`)).json();
+    const session = await this.ort.InferenceSession.create(`${dir}${config.onnx.file}`, { executionProviders: ["wasm"] });
+    const guide = config.model.guide_points;
+    const where = new Map(guide.map((v, j) => [v, j]));
+    const m = {
+      name, config, session, guide,
+      guideMirror: Int32Array.from(guide, (v) => where.get(this.mesh.mirror_index[v])),
+      mean: Float32Array.from(config.landmarks.mean), std: Float32Array.from(config.landmarks.std),
+    };
+    await this.cropMesh(config.mesh);
+    this.loaded[name] = m;
+    return m;
+  }
+
+  /** The Face Landmarker that runs on 48 px crops, with the model's mesh settings (one per setting). */
+  async cropMesh(cfg) {
+    const key = JSON.stringify(cfg);
+    if (!this.cropMeshes[key]) {
+      this.cropMeshes[key] = await this.vision.FaceLandmarker.createFromOptions(this.fileset, {
+        baseOptions: { modelAssetBuffer: this.task, delegate: "CPU" }, runningMode: "IMAGE", numFaces: 1,
+        minFaceDetectionConfidence: cfg.min_detection_confidence, minFacePresenceConfidence: cfg.min_detection_confidence,
+        outputFaceBlendshapes: true,
+      });
+    }
+    return this.cropMeshes[key];
+  }
+
+  /** Every face in an image (canvas, ImageBitmap, img or video): [{box, label, confidence, probs, top3, cut}], largest first. */
+  async predict(source, name, { live = false, timestamp = null } = {}) {
+    const m = await this.model(name);
+    const { width: w, height: h } = sourceSize(source);
+    let found;
+    if (timestamp === null) {
+      found = this.finder.detect(source);
+    } else {
+      found = this.videoFinder.detectForVideo(source, timestamp);
+    }
+    if (!found.faceLandmarks.length) return [];
+    const gray = grayOf(source, w, h);
+    const faces = found.faceLandmarks.map((pts) => meshBox(pts, w, h));
+    faces.sort((a, b) => b.size - a.size);
+    const out = [];
+    for (const face of faces) out.push(await this.classify(m, gray, w, h, face, live));
+    return out;
+  }
+
+  async classify(m, gray, w, h, face, live) {
+    const cfg = m.config;
+    const size = 48;
+    const crop = cropFace(gray, w, h, face, size, cfg.face);
+    const lm = await this.cropMesh(cfg.mesh);
+    const found = meshOnCrop(lm, crop, size, cfg.mesh);
+    const zooms = live ? (cfg.live_zooms || [nearestOne(cfg.zooms || [1.0])]) : (cfg.zooms || [1.0]);
+    const probs = await this.logProbs(m, crop, found ? found.points : null, zooms);
+    const classes = cfg.classes;
+    const bias = cfg.class_bias || classes.map(() => 0);
+    const t = cfg.temperature || 1.0;
+    const final = softmax(probs.map((lp, k) => (lp + bias[k]) / t));
+    const byClass = Object.fromEntries(classes.map((c, k) => [c, final[k]]));
+    const order = classes.map((c, k) => k).sort((a, b) => final[b] - final[a]);
+    const [x1, y1, x2, y2] = face.box;
+    return {
+      box: face.box, label: classes[order[0]], confidence: final[order[0]], probs: byClass,
+      top3: order.slice(0, 3).map((k) => [classes[k], final[k]]), landmarksFound: !!found,
+      cut: x1 < -0.02 * face.size || y1 < -0.02 * face.size || x2 > w + 0.02 * face.size || y2 > h + 0.02 * face.size,
+      blendshapes: found ? found.blendshapes : null,
+    };
+  }
+
+  /** predict.log_probs: framings (each softened), each with its mirror, averaged; (classes) log-probabilities. */
+  async logProbs(m, crop, points, zooms) {
+    const cfg = m.config;
+    const s = cfg.image_size;
+    const n = zooms.length;
+    const k = m.guide.length;
+    const images = new Float32Array(2 * n * s * s);
+    const feats = new Float32Array(2 * n * 1404);
+    const found = new Float32Array(2 * n);
+    const guide = new Float32Array(2 * n * k * 2);
+    zooms.forEach((z, v) => {
+      const [vc, vp] = zoomView(crop, points, s, z);
+      const soft = soften(vc, s, cfg.soften || 0);
+      for (let i = 0; i < s; i++) {
+        for (let j = 0; j < s; j++) {
+          const x = (soft[i * s + j] / 255 - cfg.image_mean) / cfg.image_std;
+          images[v * s * s + i * s + j] = x;
+          images[(n + v) * s * s + i * s + (s - 1 - j)] = x; // the mirror image
+        }
+      }
+      if (vp) {
+        found[v] = found[n + v] = 1;
+        const norm = normalize(vp, this.mesh);
+        standardise(norm, m, feats, v * 1404);
+        standardise(mirrorPoints(norm, this.mesh.mirror_index, 0), m, feats, (n + v) * 1404);
+        for (let j = 0; j < k; j++) {
+          const q = m.guide[j];
+          guide[(v * k + j) * 2] = vp[q * 3] * 2 - 1;
+          guide[(v * k + j) * 2 + 1] = vp[q * 3 + 1] * 2 - 1;
+        }
+        for (let j = 0; j < k; j++) { // the mirror's guide points: positions swapped, x negated
+          const src = (v * k + m.guideMirror[j]) * 2;
+          guide[((n + v) * k + j) * 2] = -guide[src];
+          guide[((n + v) * k + j) * 2 + 1] = guide[src + 1];
+        }
+      }
+    });
+    const T = this.ort.Tensor;
+    const out = await m.session.run({
+      images: new T("float32", images, [2 * n, 1, s, s]), landmarks: new T("float32", feats, [2 * n, 1404]),
+      found: new T("float32", found, [2 * n]), points: new T("float32", guide, [2 * n, k, 2]),
+    });
+    const lp = out.log_probs.data;
+    const c = cfg.classes.length;
+    const mean = new Float64Array(c);
+    for (let v = 0; v < n; v++) {
+      for (let j = 0; j < c; j++) mean[j] += (Math.exp(lp[v * c + j]) + Math.exp(lp[(n + v) * c + j])) / 2 / n;
+    }
+    return Array.from(mean, Math.log);
+  }
+}
+
+export function nearestOne(zooms) {
+  return zooms.reduce((a, b) => (Math.abs(b - 1) < Math.abs(a - 1) ? b : a));
+}
+
+function sourceSize(src) {
+  if (src.videoWidth) return { width: src.videoWidth, height: src.videoHeight };
+  if (src.naturalWidth) return { width: src.naturalWidth, height: src.naturalHeight };
+  return { width: src.width, height: src.height };
+}
+
+/** The image's grey levels as OpenCV's RGB2GRAY computes them (fixed-point BT.601 weights). */
+export function grayOf(source, w, h) {
+  const canvas = new OffscreenCanvas(w, h);
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  ctx.drawImage(source, 0, 0, w, h);
+  const rgba = ctx.getImageData(0, 0, w, h).data;
+  const gray = new Uint8Array(w * h);
+  for (let i = 0, p = 0; i < gray.length; i++, p += 4) {
+    gray[i] = (rgba[p] * 4899 + rgba[p + 1] * 9617 + rgba[p + 2] * 1868 + 8192) >> 14;
+  }
+  return gray;
+}
+
+/** A face from its mesh on the whole image: the 468 points' bounding box in pixels. */
+export function meshBox(points, w, h) {
+  let x1 = Infinity, y1 = Infinity, x2 = -Infinity, y2 = -Infinity;
+  for (let i = 0; i < N_POINTS; i++) {
+    const x = points[i].x * w, y = points[i].y * h;
+    x1 = Math.min(x1, x); y1 = Math.min(y1, y); x2 = Math.max(x2, x); y2 = Math.max(y2, y);
+  }
+  return { box: [x1, y1, x2, y2], size: Math.sqrt((x2 - x1) * (y2 - y1)) };
+}
+
+/** faces.crop_face for a mesh box: the calibrated square, box-filtered first when it is much larger
+ * than the crop, then bilinear with the border repeated (OpenCV's 1/32-pixel positions). */
+export function cropFace(gray, w, h, face, size, fc) {
+  const [x1, y1, x2, y2] = face.box;
+  const side = face.size * fc.mesh_crop_scale;
+  const cx = (x1 + x2) / 2 + fc.mesh_crop_shift_x * face.size;
+  const cy = (y1 + y2) / 2 + fc.mesh_crop_shift_y * face.size;
+  let src = gray, sw = w, sh = h, ox = 0, oy = 0, k = Math.floor(side / (2 * size));
+  if (k >= 2) { // PIL's reduce(k) over the crop's neighbourhood, on the whole image's k-grid
+    const x0 = Math.min(Math.max(0, Math.floor((Math.floor(cx - side / 2) - 2 * k) / k) * k), Math.floor((w - 1) / k) * k);
+    const y0 = Math.min(Math.max(0, Math.floor((Math.floor(cy - side / 2) - 2 * k) / k) * k), Math.floor((h - 1) / k) * k);
+    let xe = Math.max(Math.min(w, Math.ceil(cx + side / 2) + 2 * k), x0 + 1);
+    let ye = Math.max(Math.min(h, Math.ceil(cy + side / 2) + 2 * k), y0 + 1);
+    xe = Math.min(w, x0 + Math.ceil((xe - x0) / k) * k);
+    ye = Math.min(h, y0 + Math.ceil((ye - y0) / k) * k);
+    sw = Math.ceil((xe - x0) / k); sh = Math.ceil((ye - y0) / k);
+    src = new Uint8Array(sw * sh);
+    for (let i = 0; i < sh; i++) {
+      for (let j = 0; j < sw; j++) {
+        let sum = 0, cnt = 0;
+        for (let a = y0 + i * k; a < Math.min(ye, y0 + (i + 1) * k); a++) {
+          for (let b = x0 + j * k; b < Math.min(xe, x0 + (j + 1) * k); b++) { sum += gray[a * w + b]; cnt++; }
+        }
+        src[i * sw + j] = Math.round(sum / cnt);
+      }
+    }
+    ox = x0; oy = y0;
+  } else {
+    k = 1;
+  }
+  const out = new Uint8Array(size * size);
+  const step = side / size;
+  for (let v = 0; v < size; v++) {
+    for (let u = 0; u < size; u++) {
+      const x = Math.round((((u - size / 2) * step + cx - ox) / k) * 32) / 32;
+      const y = Math.round((((v - size / 2) * step + cy - oy) / k) * 32) / 32;
+      out[v * size + u] = Math.round(bilinear(src, sw, sh, x, y));
+    }
+  }
+  return out;
+}
+
+function bilinear(img, w, h, x, y) {
+  const x0 = Math.floor(x), y0 = Math.floor(y), fx = x - x0, fy = y - y0;
+  const at = (xx, yy) => img[Math.min(h - 1, Math.max(0, yy)) * w + Math.min(w - 1, Math.max(0, xx))];
+  return (at(x0, y0) * (1 - fx) + at(x0 + 1, y0) * fx) * (1 - fy) + (at(x0, y0 + 1) * (1 - fx) + at(x0 + 1, y0 + 1) * fx) * fy;
+}
+
+/** cv2.resize(INTER_CUBIC) of a grey square, a = -0.75, the border repeated. */
+function cubicResize(src, s, d) {
+  const out = new Uint8Array(d * d);
+  const scale = s / d;
+  const weights = (t) => {
+    const A = -0.75;
+    const w0 = ((A * (t + 1) - 5 * A) * (t + 1) + 8 * A) * (t + 1) - 4 * A;
+    const w1 = ((A + 2) * t - (A + 3)) * t * t + 1;
+    const w2 = ((A + 2) * (1 - t) - (A + 3)) * (1 - t) * (1 - t) + 1;
+    return [w0, w1, w2, 1 - w0 - w1 - w2];
+  };
+  const at = (i, j) => src[Math.min(s - 1, Math.max(0, i)) * s + Math.min(s - 1, Math.max(0, j))];
+  for (let v = 0; v < d; v++) {
+    const fy = (v + 0.5) * scale - 0.5, y0 = Math.floor(fy), wy = weights(fy - y0);
+    for (let u = 0; u < d; u++) {
+      const fx = (u + 0.5) * scale - 0.5, x0 = Math.floor(fx), wx = weights(fx - x0);
+      let acc = 0;
+      for (let a = 0; a < 4; a++) {
+        let row = 0;
+        for (let b = 0; b < 4; b++) row += wx[b] * at(y0 - 1 + a, x0 - 1 + b);
+        acc += wy[a] * row;
+      }
+      out[v * d + u] = Math.min(255, Math.max(0, Math.round(acc)));
+    }
+  }
+  return out;
+}
+
+/** landmarks.FaceMesh on a 48 px crop: upscaled, padded in black, points back in crop units, and the blendshapes. */
+function meshOnCrop(landmarker, crop, size, cfg) {
+  const d = cfg.input_size;
+  const pad = Math.round(cfg.pad * d);
+  const full = d + 2 * pad;
+  const up = cubicResize(crop, size, d);
+  const rgba = new Uint8ClampedArray(full * full * 4);
+  for (let i = 0; i < full * full; i++) rgba[i * 4 + 3] = 255;
+  for (let v = 0; v < d; v++) {
+    for (let u = 0; u < d; u++) {
+      const g = up[v * d + u], p = ((v + pad) * full + u + pad) * 4;
+      rgba[p] = rgba[p + 1] = rgba[p + 2] = g;
+    }
+  }
+  const res = landmarker.detect(new ImageData(rgba, full, full));
+  if (!res.faceLandmarks.length) return null;
+  const pts = new Float32Array(N_POINTS * 3);
+  for (let i = 0; i < N_POINTS; i++) {
+    const q = res.faceLandmarks[0][i];
+    pts[i * 3] = (q.x * full - pad) / d;
+    pts[i * 3 + 1] = (q.y * full - pad) / d;
+    pts[i * 3 + 2] = (q.z * full) / d;
+  }
+  const blendshapes = {};
+  for (const c of (res.faceBlendshapes[0] || { categories: [] }).categories) blendshapes[c.categoryName] = c.score;
+  return { points: pts, blendshapes };
+}
+
+/** transforms.zoom_view: the crop zoomed about its centre (grid_sample, bilinear, border) and its points moved with it. */
+export function zoomView(crop, points, s, z) {
+  if (z === 1.0) return [crop, points];
+  const out = new Uint8Array(s * s);
+  for (let i = 0; i < s; i++) {
+    for (let j = 0; j < s; j++) {
+      const xn = ((2 * j + 1) / s - 1) / z, yn = ((2 * i + 1) / s - 1) / z;
+      const x = Math.min(s - 1, Math.max(0, ((xn + 1) * s - 1) / 2));
+      const y = Math.min(s - 1, Math.max(0, ((yn + 1) * s - 1) / 2));
+      out[i * s + j] = Math.min(255, Math.max(0, Math.round(bilinear(crop, s, s, x, y))));
+    }
+  }
+  let pts = null;
+  if (points) {
+    pts = new Float32Array(points.length);
+    for (let i = 0; i < N_POINTS; i++) {
+      pts[i * 3] = ((points[i * 3] * 2 - 1) * z + 1) / 2;
+      pts[i * 3 + 1] = ((points[i * 3 + 1] * 2 - 1) * z + 1) / 2;
+      pts[i * 3 + 2] = points[i * 3 + 2] * z;
+    }
+  }
+  return [out, pts];
+}
+
+/** transforms.soften: OpenCV's GaussianBlur of a grey square (kernel size from sigma as OpenCV picks it for 8-bit). */
+export function soften(img, s, sigma) {
+  if (!(sigma > 0)) return img;
+  const ks = (Math.round(sigma * 3 * 2 + 1) | 1), r = (ks - 1) / 2;
+  const kern = Array.from({ length: ks }, (_, i) => Math.exp(-((i - r) ** 2) / (2 * sigma * sigma)));
+  const total = kern.reduce((a, b) => a + b, 0);
+  const k = kern.map((v) => v / total);
+  const tmp = new Float32Array(s * s), out = new Uint8Array(s * s);
+  const c = (v) => Math.min(s - 1, Math.max(0, v));
+  for (let i = 0; i < s; i++) for (let j = 0; j < s; j++) {
+    let a = 0; for (let t = 0; t < ks; t++) a += k[t] * img[i * s + c(j + t - r)]; tmp[i * s + j] = a;
+  }
+  for (let i = 0; i < s; i++) for (let j = 0; j < s; j++) {
+    let a = 0; for (let t = 0; t < ks; t++) a += k[t] * tmp[c(i + t - r) * s + j]; out[i * s + j] = Math.round(a);
+  }
+  return out;
+}
+
+/** landmarks.normalize: centred on the mean point, eye line level, RMS radius 1. */
+export function normalize(points, mesh) {
+  const out = new Float64Array(N_POINTS * 3);
+  const mean = [0, 0, 0];
+  for (let i = 0; i < N_POINTS; i++) for (let a = 0; a < 3; a++) mean[a] += points[i * 3 + a] / N_POINTS;
+  for (let i = 0; i < N_POINTS; i++) for (let a = 0; a < 3; a++) out[i * 3 + a] = points[i * 3 + a] - mean[a];
+  const centre = (idx) => {
+    let x = 0, y = 0;
+    for (const i of idx) { x += out[i * 3]; y += out[i * 3 + 1]; }
+    return [x / idx.length, y / idx.length];
+  };
+  const [lx, ly] = centre(mesh.eye_left), [rx, ry] = centre(mesh.eye_right);
+  const ang = Math.atan2(ry - ly, rx - lx), c = Math.cos(-ang), s = Math.sin(-ang);
+  let ss = 0;
+  for (let i = 0; i < N_POINTS; i++) {
+    const x = out[i * 3], y = out[i * 3 + 1];
+    out[i * 3] = c * x - s * y;
+    out[i * 3 + 1] = s * x + c * y;
+    ss += out[i * 3] ** 2 + out[i * 3 + 1] ** 2;
+  }
+  const rms = Math.max(Math.sqrt(ss / N_POINTS), 1e-6);
+  for (let i = 0; i < out.length; i++) out[i] /= rms;
+  return out;
+}
+
+/** landmarks.mirror: the flipped face's points, index i keeping its anatomical meaning. */
+export function mirrorPoints(points, index, cx) {
+  const out = new Float64Array(points.length);
+  for (let i = 0; i < N_POINTS; i++) {
+    const j = index[i];
+    out[i * 3] = 2 * cx - points[j * 3];
+    out[i * 3 + 1] = points[j * 3 + 1];
+    out[i * 3 + 2] = points[j * 3 + 2];
+  }
+  return out;
+}
+
+function standardise(norm, m, into, at) {
+  for (let i = 0; i < 1404; i++) into[at + i] = (norm[i] - m.mean[i]) / m.std[i];
+}
+
+export function softmax(v) {
+  const top = Math.max(...v);
+  const e = v.map((x) => Math.exp(x - top));
+  const s = e.reduce((a, b) => a + b, 0);
+  return e.map((x) => x / s);
+}
