@@ -43,13 +43,13 @@ def _tree(folder):
 
 
 def test_research_commands_refuse_shipped_models(tiny_cache, tmp_path, capsys):
-    """Only export --ship writes into artifacts/: training, soups, recipes, reports and a plain export are
+    """Only export --ship writes into artifacts/: training, soups, selection, reports and a plain export are
     refused with a message that says where to write instead, and the shipped folders stay as they were."""
     import pytest
 
     import train as train_cli
     from fusion_fer.artifacts import DEFAULT_DIR, ArtifactError, update_model
-    from fusion_fer.research import evaluate, export, recipe, soup
+    from fusion_fer.research import evaluate, export, select, soup
 
     before = _tree(DEFAULT_DIR)
     train(load_cache(tiny_cache), tmp_path / "run", TrainConfig(epochs=1, batch_size=4, bf16=False, model=SMALL), progress=False)
@@ -59,8 +59,8 @@ def test_research_commands_refuse_shipped_models(tiny_cache, tmp_path, capsys):
                  ["--run", run, "--data", str(tiny_cache), "--out", str(DEFAULT_DIR / "brand_new")]):
         assert export.main(argv) == 2
         assert "does not write shipped models" in capsys.readouterr().err
-    assert recipe.main(["--model", "ferplus", "--data", str(tmp_path), "--apply"]) == 2
-    assert "recipe --apply does not write shipped models" in capsys.readouterr().err
+    assert select.main(["--model", "ferplus", "--data", str(tmp_path), "--apply", str(DEFAULT_DIR / "ferplus")]) == 2
+    assert "select --apply does not write shipped models" in capsys.readouterr().err
     assert soup.main(["--run", run, "--run", run, "--out", str(DEFAULT_DIR / "soup")]) == 2
     assert evaluate.main(["--model", "fer2013", "--suite", str(tmp_path), "--out", str(DEFAULT_DIR / "fer2013")]) == 2
     assert "only export writes" in capsys.readouterr().err
