@@ -34,7 +34,6 @@ class _Quiet(SimpleHTTPRequestHandler):
 
 
 def main() -> int:
-    import numpy as np
     from playwright.sync_api import sync_playwright
 
     from fusion_fer.imageio import read_rgb
@@ -70,19 +69,22 @@ def main() -> int:
                                timeout=60_000)
         first = time.perf_counter() - t0
         page.wait_for_timeout(args.warmup * 1000)
-        rates = []
+        rates, stages = [], []
         for _ in range(int(args.seconds)):
             page.wait_for_timeout(1000)
             text = page.locator("#live-fps").inner_text()
             if "labelled" in text:
                 rates.append(float(text.split()[0]))
+            stages.append(page.evaluate("() => window.ferTimings()"))
         browser.close()
     server.shutdown()
     print(f"in-browser live webcam, Chromium on core {args.core}, fake camera 640x480 at 30 fps:")
     print(f"  labelled frames/s: median {statistics.median(rates):.1f}, min {min(rates):.1f}, max {max(rates):.1f} "
           f"({len(rates)} one-second samples of the page's 3 s window)")
     print(f"  page load to the first live label: {first:.1f} s")
-    print(f"  mean {np.mean(rates):.1f}")
+    stages = [s for s in stages if s]
+    print("  a frame's stages (median ms): " + ", ".join(f"{k} {statistics.median(s[k] for s in stages):.1f}"
+                                                        for k in stages[0]))
     return 0
 
 

@@ -116,7 +116,7 @@ async function liveLoop() {
   while (live.running) {
     if (video.readyState >= 2) {
       const now = performance.now();
-      const faces = smooth(await pipe.predict(video, $("model").value, { live: true, timestamp: now }), now);
+      const faces = smooth(await pipe.predictLive(video, $("model").value, now), now);
       drawFaces($("live-canvas"), video, faces);
       if (faces.length) {
         live.shown.push(performance.now());
@@ -162,6 +162,7 @@ function showTab(which) {
 
 async function main() {
   pipe = await Pipeline.create(ort, vision, new URL("./", import.meta.url).href);
+  window.ferTimings = () => pipe.timings; // the last frame's stages, for benchmarks/bench_web.py
   const names = Object.keys(pipe.models.models);
   $("model").replaceChildren(...names.map((n) => new Option(n, n, n === pipe.models.default, n === pipe.models.default)));
   await pipe.model($("model").value);

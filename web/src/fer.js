@@ -6,6 +6,8 @@
 // Every number that describes the preprocessing comes from config.json or mesh.json; none is repeated here.
 
 const N_POINTS = 468;
+const DETECT_EVERY = 6; // live: look for faces on every 6th frame...
+const DETECT_AFTER_MS = 150; // ...or when this long has passed; the mesh follows each face in between
 
 export class Pipeline {
   /** ort: onnxruntime-web; vision: @mediapipe/tasks-vision; base: the folder holding models/ and assets/. */
@@ -66,33 +68,73 @@ export class Pipeline {
     return this.cropMeshes[key];
   }
 
-  /** Every face in an image (canvas, ImageBitmap, img or video): [{box, label, confidence, probs, top3, cut}], largest first. */
-  async predict(source, name, { live = false, timestamp = null } = {}) {
+  /** Every face in a photo (canvas, ImageBitmap or img): [{box, label, confidence, probs, top3, cut}], largest first. */
+  async predict(source, name) {
     const m = await this.model(name);
     const { width: w, height: h } = sourceSize(source);
-    let found;
-    if (timestamp === null) {
-      found = this.finder.detect(source);
-    } else {
-      found = this.videoFinder.detectForVideo(source, timestamp);
-    }
+    const t = [performance.now()];
+    const found = this.finder.detect(source);
+    t.push(performance.now());
     if (!found.faceLandmarks.length) return [];
     const gray = grayOf(source, w, h);
+    t.push(performance.now());
     const faces = found.faceLandmarks.map((pts) => meshBox(pts, w, h));
     faces.sort((a, b) => b.size - a.size);
     const out = [];
-    for (const face of faces) out.push(await this.classify(m, gray, w, h, face, live));
+    this.stages = { crop: 0, mesh: 0, network: 0 };
+    for (const face of faces) out.push(await this.classify(m, gray, w, h, face, false));
+    // where a frame's time goes, for benchmarks/bench_web.py
+    this.timings = { find: t[1] - t[0], gray: t[2] - t[1], ...this.stages, total: performance.now() - t[0] };
+    return out;
+  }
+
+  /** A live frame: faces are looked for every `DETECT_EVERY` frames (or `DETECT_AFTER_MS`), and followed in
+   * between by the mesh on their crop, as the Python stream does; a face whose mesh is lost is looked for at once. */
+  async predictLive(video, name, now) {
+    const m = await this.model(name);
+    const { width: w, height: h } = sourceSize(video);
+    const t = [performance.now()];
+    const tr = this.track;
+    const due = !tr || !tr.faces.length || tr.since >= DETECT_EVERY - 1 || now - tr.at > DETECT_AFTER_MS;
+    let faces;
+    if (due) {
+      faces = this.videoFinder.detectForVideo(video, now).faceLandmarks.map((pts) => meshBox(pts, w, h));
+      faces.sort((a, b) => b.size - a.size);
+      this.track = { faces, since: 0, at: now };
+    } else {
+      faces = tr.faces;
+      tr.since += 1;
+    }
+    t.push(performance.now());
+    if (!faces.length) return [];
+    const gray = grayOf(video, w, h);
+    t.push(performance.now());
+    this.stages = { crop: 0, mesh: 0, network: 0 };
+    const out = [], next = [];
+    for (const face of faces) {
+      const r = await this.classify(m, gray, w, h, face, true);
+      if (r.follow) { out.push(r); next.push(r.follow); } else if (due) out.push(r);
+    }
+    if (next.length < faces.length) this.track.since = DETECT_EVERY; // a face was lost: look again next frame
+    this.track.faces = next;
+    this.timings = { find: t[1] - t[0], gray: t[2] - t[1], ...this.stages, total: performance.now() - t[0], detected: due };
     return out;
   }
 
   async classify(m, gray, w, h, face, live) {
     const cfg = m.config;
     const size = 48;
+    const t0 = performance.now();
     const crop = cropFace(gray, w, h, face, size, cfg.face);
+    const t1 = performance.now();
     const lm = await this.cropMesh(cfg.mesh);
     const found = meshOnCrop(lm, crop, size, cfg.mesh);
+    const t2 = performance.now();
     const zooms = live ? (cfg.live_zooms || [nearestOne(cfg.zooms || [1.0])]) : (cfg.zooms || [1.0]);
     const probs = await this.logProbs(m, crop, found ? found.points : null, zooms);
+    if (this.stages) {
+      this.stages.crop += t1 - t0; this.stages.mesh += t2 - t1; this.stages.network += performance.now() - t2;
+    }
     const classes = cfg.classes;
     const bias = cfg.class_bias || classes.map(() => 0);
     const t = cfg.temperature || 1.0;
@@ -105,6 +147,7 @@ export class Pipeline {
       top3: order.slice(0, 3).map((k) => [classes[k], final[k]]), landmarksFound: !!found,
       cut: x1 < -0.02 * face.size || y1 < -0.02 * face.size || x2 > w + 0.02 * face.size || y2 > h + 0.02 * face.size,
       blendshapes: found ? found.blendshapes : null,
+      follow: found ? followBox(found.points, face, cfg.face) : null,
     };
   }
 
@@ -191,6 +234,19 @@ export function meshBox(points, w, h) {
     x1 = Math.min(x1, x); y1 = Math.min(y1, y); x2 = Math.max(x2, x); y2 = Math.max(y2, y);
   }
   return { box: [x1, y1, x2, y2], size: Math.sqrt((x2 - x1) * (y2 - y1)) };
+}
+
+/** The mesh box of a face in the image, from its mesh on the crop: crop units map back through the crop's square. */
+function followBox(points, face, fc) {
+  const [x1, y1, x2, y2] = face.box;
+  const side = face.size * fc.mesh_crop_scale;
+  const cx = (x1 + x2) / 2 + fc.mesh_crop_shift_x * face.size;
+  const cy = (y1 + y2) / 2 + fc.mesh_crop_shift_y * face.size;
+  const pts = [];
+  for (let i = 0; i < N_POINTS; i++) {
+    pts.push({ x: cx + (points[i * 3] - 0.5) * side, y: cy + (points[i * 3 + 1] - 0.5) * side });
+  }
+  return meshBox(pts, 1, 1);
 }
 
 /** faces.crop_face for a mesh box: the calibrated square, box-filtered first when it is much larger
