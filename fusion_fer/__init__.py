@@ -1,4 +1,4 @@
-"""fusion_fer: facial expression recognition from face crops and Face Mesh landmarks.
+"""fusion_fer: facial expression recognition from face crops and MediaPipe Face Landmarker mesh points.
 
     from fusion_fer import load_predictor
     for face in load_predictor().predict("photo.jpg"):    # the default model; or load_predictor("ferplus" | "fer2013")

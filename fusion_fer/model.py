@@ -71,12 +71,12 @@ class FusionConfig:
         """One sentence on the network, for model cards and the app's About tab."""
         s = self.image_size
         if self.mode == "image":
-            return (f"A CNN on the {s}x{s} grey face crop alone (it reads no landmarks; Face Mesh still runs for "
+            return (f"A CNN on the {s}x{s} grey face crop alone (it reads no landmarks; the mesh still runs for "
                     "the points that are drawn)")
         if self.mode == "landmarks":
-            return "An MLP on the 468 standardised MediaPipe Face Mesh landmarks alone"
+            return "An MLP on the 468 standardised MediaPipe Face Landmarker mesh points alone"
         head = "a head that also reads CNN features at mesh points" if self.fusion == "guided" else "a head"
-        return f"A CNN on the {s}x{s} grey face crop and an MLP on 468 MediaPipe Face Mesh landmarks, fused by {head}"
+        return f"A CNN on the {s}x{s} grey face crop and an MLP on 468 MediaPipe Face Landmarker mesh points, fused by {head}"
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -87,7 +87,7 @@ class Predictor:
     def __init__(self, path: str | os.PathLike | None = None, device: str = "cpu", flip: bool = True,
                  share: Predictor | None = None) -> None:
         """`path`: a shipped model's name ("ferplus", "fer2013"), a model folder, or None for the default.
-        `share`: another Predictor whose MTCNN and Face Mesh this one reuses when its settings are the same
+        `share`: another Predictor whose MTCNN and the Face Landmarker this one reuses when its settings are the same
         (an app serving several models keeps one detector in memory)."""
         self.device = torch.device(device)
         self.model, self.stats, self.config = load_artifacts(path, self.device)
@@ -152,7 +152,7 @@ class Predictor:
             urgent, live: as in `predict`.
 
         Returns:
-            One FaceResult per box, in order. `landmarks` is None where Face Mesh found no face in the box:
+            One FaceResult per box, in order. `landmarks` is None where the mesh found no face in the box:
             the face has left it (a tracker then detects again).
         """
         if not boxes:

@@ -3,7 +3,7 @@ stable ids, probabilities smoothed per track, scene cuts, frame rate.
 
 Each browser session keeps one `StreamState` (in `gr.State`), so several viewers don't mix;
 `fusion_fer.video` keeps one per recorded clip. A live stream (`StreamState.analyse`) detects faces
-every few frames only: in between, each face's box follows its Face Mesh, which runs on every frame
+every few frames only: in between, each face's box follows its mesh, which runs on every frame
 anyway, so MTCNN's cost is shared by several frames.
 """
 from __future__ import annotations

@@ -128,3 +128,33 @@ def test_a_big_photo_gives_the_same_faces_decoded_small_or_whole(tmp_path, hoppe
     assert np.abs(np.array(a.box) - np.array(b.box)).max() < 0.03 * side  # same face, same place
     assert a.label == b.label
     assert max(abs(a.probs[c] - b.probs[c]) for c in a.probs) < 0.1
+
+
+def test_read_rgb_is_the_one_way_in_for_every_kind_of_input(tmp_path):
+    """Path, bytes, PIL image and arrays all come out as (H, W, 3) uint8 RGB with their scale; an RGB array is
+    passed through without a copy; an oversized array or file is refused, the file before it is decoded."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from fusion_fer.imageio import ImageLoadError, image_size, read_rgb
+
+    rgb = np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    path = tmp_path / "a.png"
+    Image.fromarray(rgb).save(path)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "PNG")
+    for src in (path, str(path), buf.getvalue(), Image.fromarray(rgb), rgb, rgb[:, :, 0]):
+        out, scale = read_rgb(src)
+        assert out.shape == (60, 80, 3) and out.dtype == np.uint8 and scale == 1.0
+    assert read_rgb(rgb)[0] is rgb
+    with pytest.raises(ImageLoadError, match="the limit is 1,000"):
+        read_rgb(rgb, max_pixels=1000)
+    big = tmp_path / "big.png"
+    Image.new("RGB", (3000, 2000)).save(big)
+    assert image_size(big) == (3000, 2000) and image_size(big.read_bytes()) == (3000, 2000)
+    with pytest.raises(ImageLoadError, match="6,000,000 pixels; the limit is 5,000,000"):
+        read_rgb(big, max_pixels=5_000_000)
+    with pytest.raises(ImageLoadError, match="not an image"):
+        image_size(b"not an image at all")
