@@ -74,9 +74,9 @@ class FusionConfig:
             return (f"A CNN on the {s}x{s} grey face crop alone (it reads no landmarks; the mesh still runs for "
                     "the points that are drawn)")
         if self.mode == "landmarks":
-            return "An MLP on the 468 standardised MediaPipe Face Landmarker mesh points alone"
+            return "An MLP on the 468 standardised MediaPipe Face Landmarker landmarks alone"
         head = "a head that also reads CNN features at mesh points" if self.fusion == "guided" else "a head"
-        return f"A CNN on the {s}x{s} grey face crop and an MLP on 468 MediaPipe Face Landmarker mesh points, fused by {head}"
+        return f"A CNN on the {s}x{s} grey face crop and an MLP on 468 MediaPipe Face Landmarker landmarks, fused by {head}"
 
     def to_dict(self) -> dict:
         return asdict(self)
