@@ -236,12 +236,18 @@ export function meshBox(points, w, h) {
   return { box: [x1, y1, x2, y2], size: Math.sqrt((x2 - x1) * (y2 - y1)) };
 }
 
+/** The crop's square for a mesh box, as config.json's calibration places it: centre and side, in pixels. */
+function cropSquare(face, fc) {
+  const [x1, y1, x2, y2] = face.box;
+  return {
+    cx: (x1 + x2) / 2 + fc.mesh_crop_shift_x * face.size, cy: (y1 + y2) / 2 + fc.mesh_crop_shift_y * face.size,
+    side: face.size * fc.mesh_crop_scale,
+  };
+}
+
 /** The mesh box of a face in the image, from its mesh on the crop: crop units map back through the crop's square. */
 function followBox(points, face, fc) {
-  const [x1, y1, x2, y2] = face.box;
-  const side = face.size * fc.mesh_crop_scale;
-  const cx = (x1 + x2) / 2 + fc.mesh_crop_shift_x * face.size;
-  const cy = (y1 + y2) / 2 + fc.mesh_crop_shift_y * face.size;
+  const { cx, cy, side } = cropSquare(face, fc);
   const pts = [];
   for (let i = 0; i < N_POINTS; i++) {
     pts.push({ x: cx + (points[i * 3] - 0.5) * side, y: cy + (points[i * 3 + 1] - 0.5) * side });
@@ -252,10 +258,7 @@ function followBox(points, face, fc) {
 /** faces.crop_face for a mesh box: the calibrated square, box-filtered first when it is much larger
  * than the crop, then bilinear with the border repeated (OpenCV's 1/32-pixel positions). */
 export function cropFace(gray, w, h, face, size, fc) {
-  const [x1, y1, x2, y2] = face.box;
-  const side = face.size * fc.mesh_crop_scale;
-  const cx = (x1 + x2) / 2 + fc.mesh_crop_shift_x * face.size;
-  const cy = (y1 + y2) / 2 + fc.mesh_crop_shift_y * face.size;
+  const { cx, cy, side } = cropSquare(face, fc);
   let src = gray, sw = w, sh = h, ox = 0, oy = 0, k = Math.floor(side / (2 * size));
   if (k >= 2) { // PIL's reduce(k) over the crop's neighbourhood, on the whole image's k-grid
     const x0 = Math.min(Math.max(0, Math.floor((Math.floor(cx - side / 2) - 2 * k) / k) * k), Math.floor((w - 1) / k) * k);
