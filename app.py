@@ -165,7 +165,7 @@ def show_upload(image: str | None, show_landmarks: bool = False, model: str | No
     r, failure = _for_the_page("upload", "photo", PHOTOS.run, _analyse_upload, image, show_landmarks, model)
     if failure:
         return None, None, None, _faces_table([]), None, failure
-    return r["image"], r["largest"], r["faces"], _faces_table(r["faces"]), _top_blendshapes(r["faces"][0]), r["note"]
+    return r["image"], r["largest"], r["faces"], _faces_table(r["faces"]), r["movements"], r["note"]
 
 
 def rerun_upload(image: str | None, show_landmarks: bool, model: str | None):
@@ -189,14 +189,6 @@ def _faces_table(faces: list[dict]):
 
 FACE_COLUMNS = ("face", "expression", "confidence", "top 3", "in the photo")
 TOP_BLENDSHAPES = 6
-
-
-def _top_blendshapes(face: dict) -> dict | None:
-    """The largest face's strongest MediaPipe blendshapes (without `_neutral`), for a bar chart; None without a mesh."""
-    shapes = face.get("blendshapes")
-    if not shapes:
-        return None
-    return dict(sorted(((k, v) for k, v in shapes.items() if k != "_neutral"), key=lambda kv: -kv[1])[:TOP_BLENDSHAPES])
 
 
 def _analyse_upload(image: str | None, show_landmarks: bool, model: str | None) -> dict:
@@ -229,7 +221,9 @@ def _analyse_upload(image: str | None, show_landmarks: bool, model: str | None) 
         note += (f" The image is shown at {w}x{h}; the photo is {full_w}x{full_h}, and the boxes in the answer "
                  "(JSON, API) are in its own pixels.")
     return {"image": _save_annotated(draw_faces(rgb, faces, show_landmarks, labels=labels)), "largest": faces[0].probs,
-            "faces": [f.scaled(1 / scale).to_dict() for f in faces], "note": note}
+            "faces": [f.scaled(1 / scale).to_dict() for f in faces], "note": note,
+            # the largest face's strongest blendshapes for a bar chart, rounded as in its JSON; None without a mesh
+            "movements": {k: round(v, 4) for k, v in faces[0].top_blendshapes(TOP_BLENDSHAPES)} or None}
 
 
 def camera_image(**kwargs) -> gr.Image:

@@ -52,11 +52,9 @@ def write_onnx(folder: str | Path, ship: bool = False) -> Path:
     Test-time framings, mirrors, offsets and the temperature are the caller's, as config.json says.
     """
     import tempfile
-
-    from ..artifacts import load_artifacts
-
     from dataclasses import asdict
 
+    from ..artifacts import load_artifacts
     from ..faces import FaceConfig
     from ..landmarks import MeshConfig
 
