@@ -3,9 +3,13 @@
     python train.py --data ../shared/data/fer2013/fer2013_reconstructed.csv.gz --out runs/fer2013
     python train.py --data cache/fer2013 --out runs/fer2013 --resume
     python train.py --data my_photos/ --out runs/mine          # root/<class>/*.jpg, faces cropped by MTCNN
+    python train.py --data cache/fer2013 --labels ferplus8 --init artifacts/ferplus --out runs/mixed \
+        --photos ../shared/data/taiwanese_dev --photos ../shared/data/ckplus48@A --fold 0   # FER+ and clear photos
 
 `--data` may be a FER2013 CSV, a prepared cache (python -m fusion_fer.research.prepare) or an image
-folder; anything but a cache is prepared first, into <out>/cache (resumable too).
+folder; anything but a cache is prepared first, into <out>/cache (resumable too). Each `--photos` source
+(a <class>/*.jpg folder, a CSV with file, label and person, or a prepared photo cache) is prepared into
+<out>/photos/<name> the same way, through detection, the calibrated crop and the mesh.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from fusion_fer.model import FUSIONS, MODES, FusionConfig
 from fusion_fer.research.augment import ROBUST, AugmentConfig
 from fusion_fer.research.data import DatasetError, open_dataset
 from fusion_fer.research.prepare import CacheError, PrepareConfig, load_cache, prepare
+from fusion_fer.research.sources import read_photo_source
 from fusion_fer.research.training import LABEL_SETS, TrainConfig, train
 
 
@@ -40,6 +45,16 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "augmentation: for models that will mostly see JPEG photos")
     p.add_argument("--sharpen", type=float, default=None, metavar="P",
                    help="sharpen a share P of training faces (unsharp mask), so that sharp photos look familiar")
+    p.add_argument("--photos", action="append", default=[], metavar="SOURCE",
+                   help="a photo source to learn from beside --data (repeatable): <class>/*.jpg, a CSV with file, label and "
+                        "person, a folder with such a labels.csv (PATH@A: half A of its persons), or a prepared photo cache")
+    p.add_argument("--photo-share", type=float, default=TrainConfig.photo_share,
+                   help="share of every batch drawn from the photo sources, equal parts per source")
+    p.add_argument("--folds", type=int, default=TrainConfig.folds, help="folds by person over each photo source")
+    p.add_argument("--fold", type=int, default=None,
+                   help="hold this fold's persons out of training and score them after every epoch (for choosing)")
+    p.add_argument("--keep-epoch", type=int, default=None,
+                   help="keep this epoch's weights (chosen on folds) instead of the best PublicTest epoch")
     p.add_argument("--warmup-epochs", type=float, default=2.0)
     p.add_argument("--ferplus", default=None, help="FER+ fer2013new.csv (when --data is a CSV and --labels ferplus)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to train (auto: CUDA if available)")
@@ -75,6 +90,16 @@ def augment_config(args: argparse.Namespace) -> AugmentConfig:
     return AugmentConfig(**preset)
 
 
+def prepare_photos(src: str, out: Path, image_size: int, progress: bool) -> str:
+    """A prepared photo cache: `src` itself, or the source prepared (resumably) into <out>/photos/<name>."""
+    if (Path(src) / "meta.json").exists():
+        return src
+    source = read_photo_source(src)
+    folder = out / "photos" / source.name
+    prepare(source.dataset(), folder, PrepareConfig(image_size=max(48, image_size)), progress=progress)
+    return str(folder)
+
+
 def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     data = Path(args.data)
@@ -87,11 +112,13 @@ def main(args: argparse.Namespace) -> int:
             ds = open_dataset(data, ferplus=args.ferplus)
             prepare(ds, out / "cache", PrepareConfig(image_size=max(48, args.image_size)), progress=args.progress)
             cache = load_cache(out / "cache")
+        photos = [prepare_photos(src, out, args.image_size, args.progress) for src in args.photos]
         config = TrainConfig(
             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, labels=args.labels, device=args.device,
             patience=args.patience, label_smoothing=args.label_smoothing, balance_power=args.balance_power,
             seed=args.seed, bf16=args.bf16, max_minutes=args.max_minutes, init=args.init, warmup_epochs=args.warmup_epochs,
-            refit_stats=args.refit_stats,
+            refit_stats=args.refit_stats, photos=tuple(photos), photo_share=args.photo_share, folds=args.folds,
+            fold=args.fold, keep_epoch=args.keep_epoch,
             augment=augment,
             model=FusionConfig(mode=args.mode, image_size=args.image_size, fusion=args.fusion),
         )

@@ -195,14 +195,20 @@ class Predictor:
         return points, found, shapes
 
     @torch.inference_mode()
+    def crop_probs(self, crops: np.ndarray, points: np.ndarray, found: np.ndarray, live: bool = False) -> np.ndarray:
+        """The served probabilities (N, classes) of grey crops whose mesh is known: framings, mirror, softening,
+        class offsets and temperature, as `predict` gives them (evaluation on prepared caches uses this too)."""
+        logp = log_probs(self.model, crops, points, found, self.stats, self.device, flip=self.flip,
+                         zooms=self.live_zooms if live else self.zooms, soften_sigma=self.soften)
+        return torch.softmax((logp.cpu() + self.class_bias) / self.temperature, dim=1).numpy()
+
+    @torch.inference_mode()
     def _classify(self, grays: list[np.ndarray], faces: list[Face], whole_image: bool = False,
                   urgent: bool = False, live: bool = False, frame: tuple[int, int] | None = None) -> list[FaceResult]:
         size = self.crop_size
         crops = np.stack([resize_gray(g, size) for g in grays])
         points, found, shapes = self.mesh_points(crops, urgent=urgent)
-        logp = log_probs(self.model, crops, points, found, self.stats, self.device, flip=self.flip,
-                         zooms=self.live_zooms if live else self.zooms, soften_sigma=self.soften)
-        probs = torch.softmax((logp.cpu() + self.class_bias) / self.temperature, dim=1).numpy()
+        probs = self.crop_probs(crops, points, found, live=live)
         names = blendshape_names()
         results = []
         for i, face in enumerate(faces):

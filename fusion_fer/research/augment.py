@@ -50,6 +50,13 @@ class AugmentConfig:
 # gamma, noise and JPEG.
 ROBUST = dict(scale=(0.8, 1.25), translate=0.1, gamma=0.35, lowres_p=0.25, blur_p=0.2, noise_p=0.25, jpeg_p=0.4)
 
+# The clear-photo preset (`train.py --photos`): a few hundred faces per source are seen many times an epoch, so
+# each look differs more: framing and scale jitter, light (gamma, brightness, contrast), low resolution, blur,
+# JPEG and webcam-like noise. The cache holds grey crops, so colour-to-grey variation comes through gamma and
+# contrast only.
+PHOTO = dict(scale=(0.75, 1.3), translate=0.12, brightness=0.3, contrast=0.35, gamma=0.4, lowres_p=0.4, blur_p=0.3,
+             noise_p=0.35, noise_std=(0.01, 0.06), jpeg_p=0.5)
+
 
 def random_affine(n: int, cfg: AugmentConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Random affine matrices in `affine_grid`'s convention (output coords -> input coords).

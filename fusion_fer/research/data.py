@@ -53,6 +53,8 @@ class FaceDataset:
         paths: image files (when `images` is None).
         needs_detection: True for uncropped photos: MTCNN must find and crop the face.
         source: where it came from, for the cache's metadata.
+        persons: (N,) str, the person in each face (photo sources), or None.
+        classes: what `labels` index (photo sources label over FERPLUS_CLASSES: contempt is 7).
     """
 
     labels: np.ndarray
@@ -64,6 +66,8 @@ class FaceDataset:
     soft: np.ndarray | None = None
     ferplus_votes: np.ndarray | None = None
     needs_detection: bool = False
+    persons: np.ndarray | None = None
+    classes: tuple[str, ...] = CLASSES
 
     def __len__(self) -> int:
         return len(self.labels)

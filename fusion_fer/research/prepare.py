@@ -2,6 +2,7 @@
 
     python -m fusion_fer.research.prepare --data ../shared/data/fer2013/fer2013_reconstructed.csv.gz \\
         --ferplus ../shared/data/fer2013/fer2013new.csv --out cache/fer2013
+    python -m fusion_fer.research.prepare --photos ../shared/data/taiwanese_dev --out cache/taiwanese_a
 
 The cache folder holds `plan.json` (what is being built), `shards/` (finished chunks), and at the
 end `cache.npz` + `meta.json`. `meta.json` is written last, atomically, so a folder without it is
@@ -187,10 +188,12 @@ def prepare(ds: FaceDataset, out: str | os.PathLike, config: PrepareConfig | Non
     arrays.update(labels=ds.labels, splits=ds.splits)
     if ds.ferplus_labels is not None:
         arrays.update(ferplus_labels=ds.ferplus_labels, soft=ds.soft, ferplus_votes=ds.ferplus_votes)
+    if ds.persons is not None:
+        arrays.update(persons=ds.persons.astype(str))
     atomic_save_npz(out / "cache.npz", **arrays)
     meta = {
         **plan,
-        "classes": list(CLASSES),
+        "classes": list(ds.classes),
         "splits": list(SPLITS),
         "has_ferplus": ds.ferplus_labels is not None,
         "seconds_this_run": round(elapsed, 1),
@@ -234,6 +237,7 @@ class Cache:
         splits: (N,) int8 index into SPLITS.
         ferplus_labels, soft: FER+ majority labels and vote distribution, when prepared with --ferplus.
         ferplus_votes: (N, 10) raw FER+ votes (for the 8-class FER+ model; caches from before it lack them).
+        persons: (N,) str, the person in each face (photo sources; `labels` then index meta["classes"]).
     """
 
     images: np.ndarray
@@ -247,6 +251,7 @@ class Cache:
     ferplus_labels: np.ndarray | None = None
     soft: np.ndarray | None = None
     ferplus_votes: np.ndarray | None = None
+    persons: np.ndarray | None = None
 
 
 def load_cache(path: str | os.PathLike) -> Cache:
@@ -271,7 +276,10 @@ def load_cache(path: str | os.PathLike) -> Cache:
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Detect faces and run the Face Landmarker over a dataset once; writes a resumable cache.")
-    p.add_argument("--data", required=True, help="fer2013.csv(.gz), or an image folder root/<split>/<class>/* or root/<class>/*")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", help="fer2013.csv(.gz), or an image folder root/<split>/<class>/* or root/<class>/*")
+    src.add_argument("--photos", help="a photo source for training beside FER+ (research.sources): <class>/*.jpg, a CSV "
+                                      "with file, label and person, or a folder with such a labels.csv; PATH@A keeps half A")
     p.add_argument("--out", required=True, help="cache folder (created; an unfinished one is resumed)")
     p.add_argument("--ferplus", default=None, help="FER+ fer2013new.csv, row-aligned with the CSV (adds FER+ labels)")
     p.add_argument("--ferplus-drop-rows", type=int, nargs="*", default=[],
@@ -287,7 +295,12 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> int:
     try:
-        ds = open_dataset(args.data, ferplus=args.ferplus, detect=args.detect, drop_rows=tuple(args.ferplus_drop_rows))
+        if args.photos:
+            from .sources import read_photo_source
+
+            ds = read_photo_source(args.photos).dataset()
+        else:
+            ds = open_dataset(args.data, ferplus=args.ferplus, detect=args.detect, drop_rows=tuple(args.ferplus_drop_rows))
         if args.limit:
             ds = _head(ds, args.limit)
         config = PrepareConfig(image_size=args.image_size, workers=args.workers)
@@ -306,7 +319,7 @@ def _head(ds: FaceDataset, n: int) -> FaceDataset:
     cut = lambda a: None if a is None else a[:n]  # noqa: E731
     return replace(ds, labels=ds.labels[:n], splits=ds.splits[:n], images=cut(ds.images), paths=ds.paths[:n],
                    ferplus_labels=cut(ds.ferplus_labels), soft=cut(ds.soft),
-                   ferplus_votes=cut(ds.ferplus_votes), source=f"{ds.source}[:{n}]")
+                   ferplus_votes=cut(ds.ferplus_votes), persons=cut(ds.persons), source=f"{ds.source}[:{n}]")
 
 
 if __name__ == "__main__":

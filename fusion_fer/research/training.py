@@ -1,6 +1,10 @@
 """The training loop: class-balanced sampling, AdamW + warm-up + cosine, early stopping on
 PublicTest, a checkpoint every epoch (atomic) and `--resume`.
 
+With photo sources (`TrainConfig.photos`), a fixed share of every batch comes from them (domain-balanced
+batches), under their own stronger augmentation; with `fold`, one fold of their persons is held out and
+scored after every epoch, so that an epoch can be chosen on people the run never saw.
+
 `train.py` is the command line; this module is what tests and scripts import.
 """
 from __future__ import annotations
@@ -23,9 +27,10 @@ from ..fileio import atomic_path
 from ..landmarks import LandmarkStats, normalize
 from ..model import FusionConfig, FusionNet
 from ..predict import log_probs
-from .augment import AugmentConfig, augment_batch
+from .augment import PHOTO, AugmentConfig, augment_batch
 from .data import CLASSES, FERPLUS_CLASSES, ferplus8
-from .prepare import Cache
+from .prepare import Cache, CacheError, load_cache
+from .sources import person_folds
 
 
 LABEL_SETS = ("fer2013", "ferplus", "ferplus8")
@@ -55,8 +60,14 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     bf16: bool = True  # bfloat16 autocast (2x faster on CPUs with AVX512-BF16, and on GPUs)
     max_minutes: float | None = None  # stop (resumably) after this much training time in this process
+    photos: tuple[str, ...] = ()  # prepared photo-source caches (research.sources) trained on beside the main cache
+    photo_share: float = 0.25  # share of every batch drawn from the photo sources (equal parts per source)
+    folds: int = 3  # folds by person over each photo source
+    fold: int | None = None  # hold this fold's persons out of training and score them every epoch (None: train on all)
+    keep_epoch: int | None = None  # best.pt holds this epoch's weights (an epoch chosen on folds), not the best PublicTest one
     model: FusionConfig = field(default_factory=FusionConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    photo_augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(**PHOTO))
 
     def __post_init__(self) -> None:
         if self.labels not in LABEL_SETS:
@@ -65,6 +76,13 @@ class TrainConfig:
             self.model = replace(self.model, num_classes=len(classes_of(self.labels)))
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"Invalid device {self.device!r}. Only auto, cpu and cuda are supported.")
+        self.photos = tuple(str(p) for p in self.photos)
+        if self.photos and not 0.0 < self.photo_share < 1.0:
+            raise ValueError(f"photo_share is the share of a batch from the photo sources, between 0 and 1, not {self.photo_share}")
+        if self.fold is not None and not (self.photos and 0 <= self.fold < self.folds):
+            raise ValueError(f"fold {self.fold} needs photo sources and 0 <= fold < folds ({self.folds})")
+        if self.keep_epoch is not None and not 1 <= self.keep_epoch <= self.epochs:
+            raise ValueError(f"keep_epoch {self.keep_epoch} is not one of the run's epochs (1-{self.epochs})")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -153,6 +171,67 @@ def load_init(model: FusionNet, state: dict) -> tuple[list[str], list[str]]:
     return grown, sorted(set(own) - set(keep))
 
 
+@dataclass
+class PhotoSet:
+    """One prepared photo source as training reads it: the faces it trains on and the persons it holds out."""
+
+    name: str
+    cache: Cache
+    labels: np.ndarray  # (N,) into the model's classes; -1 where the model has no such class (contempt, 7 classes)
+    train_idx: np.ndarray  # faces found, outside the held-out fold
+    heldout_idx: np.ndarray  # every face of the held-out persons, found or not (a miss counts as wrong)
+    weights: np.ndarray  # sampling weights over train_idx (class-balanced, summing to 1)
+
+
+def photo_sets(config: TrainConfig) -> list[PhotoSet]:
+    """The photo sources of `config`, with their folds by person.
+
+    Raises:
+        CacheError: a path is not a prepared photo-source cache.
+    """
+    classes = classes_of(config.labels)
+    sets = []
+    for path in config.photos:
+        cache = load_cache(path)
+        if cache.persons is None:
+            raise CacheError(f"{path}: not a photo-source cache (no persons); prepare it with "
+                             "`python -m fusion_fer.research.prepare --photos SOURCE --out DIR`")
+        names = cache.meta.get("classes", FERPLUS_CLASSES)
+        labels = np.array([classes.index(names[k]) if names[k] in classes else -1 for k in cache.labels], np.int64)
+        fold = person_folds(cache.persons, config.folds)
+        held = np.zeros(len(labels), bool) if config.fold is None else fold == config.fold
+        train_idx = np.flatnonzero(~held & cache.face & (labels >= 0))
+        if len(train_idx) == 0:
+            raise ValueError(f"{path}: no faces to train on outside the held-out fold")
+        name = Path(cache.meta.get("source", path)).name or Path(path).name
+        sets.append(PhotoSet(name, cache, labels, train_idx, np.flatnonzero(held & (labels >= 0)),
+                             sampler_weights(labels[train_idx], config.balance_power)))
+    return sets
+
+
+def draw_epoch(steps: int, n_main: int, n_photo: int, weights: np.ndarray, photos: list[PhotoSet],
+               gen: torch.Generator) -> tuple[np.ndarray, list[list[np.ndarray]]]:
+    """One epoch's draws: positions into the main cache's training faces (steps * n_main, by `weights`) and, for
+    every step, each photo source's rows (n_photo in all). Each face of a batch picks its source at random with
+    equal odds, so no source is starved when the share does not divide evenly; inside a source, by its weights."""
+    order = torch.multinomial(torch.from_numpy(weights), steps * n_main, replacement=True, generator=gen).numpy()
+    if not photos or n_photo == 0:
+        return order, []
+    pools = [ps.train_idx[torch.multinomial(torch.from_numpy(ps.weights), steps * n_photo, replacement=True,
+                                            generator=gen).numpy()] for ps in photos]
+    pick = torch.randint(0, len(photos), (steps, n_photo), generator=gen).numpy()
+    per_step = [[pool[s * n_photo:(s + 1) * n_photo][pick[s] == k] for k, pool in enumerate(pools)] for s in range(steps)]
+    return order, per_step
+
+
+def heldout_accuracy(model: FusionNet, ps: PhotoSet, stats: LandmarkStats, device: torch.device, bf16: bool) -> float:
+    """Accuracy of the label a user sees (argmax over all classes, with the mirror) on the held-out persons;
+    a photo whose face detection missed is wrong."""
+    idx = ps.heldout_idx
+    probs = predict_cache(model, ps.cache, idx, stats, device, flip=True, bf16=bf16)
+    return float(((probs.argmax(1) == ps.labels[idx]) & ps.cache.face[idx]).mean())
+
+
 def fit_landmark_stats(cache: Cache, train_idx: np.ndarray) -> LandmarkStats:
     """Landmark mean/std over the training faces that have landmarks."""
     return LandmarkStats.fit(normalize(cache.landmarks[train_idx]), cache.found[train_idx])
@@ -224,6 +303,8 @@ def plot_curves(rows: list[dict], path: Path) -> None:
     a1.set_xlabel("epoch"), a1.set_ylabel("loss"), a1.legend(), a1.grid(alpha=0.3)
     a2.plot(ep, [r["train_acc"] for r in rows], label="train (augmented)")
     a2.plot(ep, [r["val_acc"] for r in rows], label="PublicTest")
+    for key in [k for k in rows[0] if k.startswith("heldout_")]:
+        a2.plot(ep, [r[key] for r in rows], label=f"{key[8:]} (held-out persons)", linestyle="--")
     a2.set_xlabel("epoch"), a2.set_ylabel("accuracy"), a2.legend(), a2.grid(alpha=0.3)
     fig.tight_layout()
     with atomic_path(path) as tmp:
@@ -280,6 +361,10 @@ def train(cache: Cache, out_dir: str | os.PathLike, config: TrainConfig, resume:
     total_steps = steps_per_epoch * config.epochs
     warmup = config.warmup_epochs * steps_per_epoch
     weights = sampler_weights(train_labels[train_idx], config.balance_power)
+    photos = photo_sets(config)
+    n_photo = round(config.batch_size * config.photo_share) if photos else 0
+    n_main = config.batch_size - n_photo
+    n_classes = config.model.num_classes
 
     start_epoch, best_acc, best_epoch, rows = 1, -1.0, 0, []
     ckpt_path = out / "checkpoint.pt"
@@ -298,22 +383,34 @@ def train(cache: Cache, out_dir: str | os.PathLike, config: TrainConfig, resume:
     for epoch in range(start_epoch, config.epochs + 1):
         model.train()
         t0 = time.time()
-        order = torch.multinomial(torch.from_numpy(weights), steps_per_epoch * config.batch_size, replacement=True, generator=gen).numpy()
+        order, photo_rows = draw_epoch(steps_per_epoch, n_main, n_photo, weights, photos, gen)
         tot_loss, tot_correct, seen = 0.0, 0, 0
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False)
         for step in bar:
-            b = train_idx[order[step * config.batch_size:(step + 1) * config.batch_size]]
-            found = cache.found[b].copy()
-            if config.model.mode == "fused" and config.model.modality_dropout > 0:
-                # Hide landmarks on some faces so the image branch alone must carry them.
-                found &= torch.rand(len(b), generator=gen).numpy() >= config.model.modality_dropout
-            x, z, guide = augment_batch(cache.images[b], cache.landmarks[b], found, stats, config.model.image_size, config.augment,
-                                    gen, guide_points=config.model.guide_points if config.model.uses_points else ())
-            x, z = x.to(device, non_blocking=True).contiguous(memory_format=memory_format), z.to(device, non_blocking=True)
-            guide = guide.to(device, non_blocking=True) if guide is not None else None
-            f = torch.from_numpy(found).to(device)
-            y_hard = torch.from_numpy(train_labels[b]).to(device)
-            y = torch.from_numpy(soft[b]).to(device) if soft is not None else y_hard
+            b = train_idx[order[step * n_main:(step + 1) * n_main]]
+            parts = [(cache, b, config.augment, train_labels[b], soft[b] if soft is not None else None)]
+            for ps, sel in zip(photos, photo_rows[step] if photos else ()):
+                hard = ps.labels[sel]
+                parts.append((ps.cache, sel, config.photo_augment, hard,
+                              np.eye(n_classes, dtype=np.float32)[hard] if soft is not None else None))
+            xs, zs, guides, fs, hards, ys = [], [], [], [], [], []
+            for src, sel, aug, hard, target in parts:
+                if len(sel) == 0:
+                    continue
+                found = src.found[sel].copy()
+                if config.model.mode == "fused" and config.model.modality_dropout > 0:
+                    # Hide landmarks on some faces so the image branch alone must carry them.
+                    found &= torch.rand(len(sel), generator=gen).numpy() >= config.model.modality_dropout
+                x1, z1, g1 = augment_batch(src.images[sel], src.landmarks[sel], found, stats, config.model.image_size, aug,
+                                           gen, guide_points=config.model.guide_points if config.model.uses_points else ())
+                xs.append(x1), zs.append(z1), guides.append(g1), fs.append(found), hards.append(hard)
+                ys.append(target if target is not None else hard)
+            x = torch.cat(xs).to(device, non_blocking=True).contiguous(memory_format=memory_format)
+            z = torch.cat(zs).to(device, non_blocking=True)
+            guide = torch.cat(guides).to(device, non_blocking=True) if guides[0] is not None else None
+            f = torch.from_numpy(np.concatenate(fs)).to(device)
+            y_hard = torch.from_numpy(np.concatenate(hards)).to(device)
+            y = torch.from_numpy(np.concatenate(ys)).to(device)
             for g in opt.param_groups:
                 g["lr"] = lr_at((epoch - 1) * steps_per_epoch + step, total_steps, warmup, config.lr)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
@@ -321,27 +418,41 @@ def train(cache: Cache, out_dir: str | os.PathLike, config: TrainConfig, resume:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            tot_loss += float(loss.detach()) * len(b)
+            tot_loss += float(loss.detach()) * len(y_hard)
             tot_correct += int((logits.argmax(1) == y_hard).sum())
-            seen += len(b)
+            seen += len(y_hard)
             bar.set_postfix(loss=f"{tot_loss / seen:.3f}", acc=f"{tot_correct / seen:.3f}")
         probs = predict_cache(model, cache, val_idx, stats, device, flip=False, bf16=config.bf16)
         val_loss = float(-np.log(np.clip(probs[np.arange(len(val_idx)), labels[val_idx]], 1e-8, None)).mean())
         val_acc = float((probs.argmax(1) == labels[val_idx]).mean())
         row = {"epoch": epoch, "lr": opt.param_groups[0]["lr"], "train_loss": tot_loss / seen, "train_acc": tot_correct / seen,
-               "val_loss": val_loss, "val_acc": val_acc, "seconds": round(time.time() - t0, 1)}
+               "val_loss": val_loss, "val_acc": val_acc}
+        if photos:
+            # What the fold rule reads: PublicTest and the held-out persons as a user's label is made (the mirror).
+            mirrored = predict_cache(model, cache, val_idx, stats, device, flip=True, bf16=config.bf16)
+            row["val_acc_mirror"] = float((mirrored.argmax(1) == labels[val_idx]).mean())
+            for ps in photos:
+                if len(ps.heldout_idx):
+                    row[f"heldout_{ps.name}"] = heldout_accuracy(model, ps, stats, device, config.bf16)
+        row["seconds"] = round(time.time() - t0, 1)
         rows.append(row)
         improved = val_acc > best_acc
         if improved:
             best_acc, best_epoch = val_acc, epoch
+        if epoch == config.keep_epoch or (config.keep_epoch is None and improved):
             _atomic_torch_save(model.state_dict(), out / "best.pt")
         _atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "best_acc": best_acc,
                             "best_epoch": best_epoch, "rows": rows, "rng": _rng_state(gen), "config": asdict(config)}, ckpt_path)
         _write_log(rows, out / "log.csv")
         plot_curves(rows, out / "curves.png")
+        held = "".join(f" | {k[8:]} {v:.4f}" for k, v in row.items() if k.startswith("heldout_"))
         print(f"epoch {epoch}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f} | PublicTest loss {val_loss:.4f} "
-              f"acc {val_acc:.4f}{' *' if improved else ''} | {row['seconds']:.0f}s", flush=True)
-        if epoch - best_epoch >= config.patience:
+              f"acc {val_acc:.4f}{' *' if improved else ''}{held} | {row['seconds']:.0f}s", flush=True)
+        if epoch == config.keep_epoch:
+            print(f"epoch {epoch} is the one kept; the later epochs of the schedule cannot change it")
+            finished = True
+            break
+        if config.keep_epoch is None and epoch - best_epoch >= config.patience:
             print(f"early stop: no PublicTest improvement for {config.patience} epochs")
             finished = True
             break
@@ -352,6 +463,11 @@ def train(cache: Cache, out_dir: str | os.PathLike, config: TrainConfig, resume:
         finished = True
     summary = {"best_epoch": best_epoch, "best_public_acc": best_acc, "epochs_run": len(rows), "last_epoch": epoch,
                "finished": finished, "train_faces": int(len(train_idx)), "val_faces": int(len(val_idx))}
+    if config.keep_epoch is not None:
+        summary["kept_epoch"] = config.keep_epoch  # best.pt: chosen on folds, whatever PublicTest said
+    if photos:
+        summary["photo_sources"] = {ps.name: {"train_faces": int(len(ps.train_idx)), "heldout_faces": int(len(ps.heldout_idx))}
+                                    for ps in photos}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -369,7 +485,8 @@ def load_run_model(run_dir: str | os.PathLike, device: str | torch.device = "cpu
     args = json.loads((run / "args.json").read_text())
     model_cfg = FusionConfig.from_dict(args.pop("model"))
     aug = AugmentConfig(**args.pop("augment"))
-    config = TrainConfig(**args, model=model_cfg, augment=aug)
+    photo_aug = AugmentConfig(**args.pop("photo_augment")) if "photo_augment" in args else AugmentConfig(**PHOTO)
+    config = TrainConfig(**args, model=model_cfg, augment=aug, photo_augment=photo_aug)
     model = FusionNet(model_cfg)
     model.load_state_dict(torch.load(run / "best.pt", map_location=device, weights_only=True))
     stats = LandmarkStats.from_dict(json.loads((run / "stats.json").read_text()))

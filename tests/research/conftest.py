@@ -1,5 +1,5 @@
 """Fixtures for the research package's tests: a tiny prepared cache of real faces, a small network, a tiny
-../shared/data made of two real faces, and an untrained 8-class model folder."""
+../shared/data made of two real faces, an untrained 8-class model folder and a prepared photo source."""
 from __future__ import annotations
 
 import csv
@@ -19,6 +19,7 @@ from fusion_fer.landmarks import LandmarkStats
 from fusion_fer.model import FusionConfig, FusionNet
 from fusion_fer.research.data import open_dataset
 from fusion_fer.research.prepare import PrepareConfig, prepare
+from fusion_fer.research.sources import read_photo_source
 
 from .test_data import write_fer_csv
 
@@ -103,3 +104,27 @@ def model8(tmp_path_factory):
     torch.manual_seed(0)
     stats = LandmarkStats(np.zeros(1404, np.float32), np.ones(1404, np.float32))
     return save_artifacts(tmp_path_factory.mktemp("m8"), FusionNet(FusionConfig(num_classes=8)).eval(), stats)
+
+
+def write_photo_source(root, hopper_rgb, astronaut_rgb, persons=6, per_person=2):
+    """Portrait photos of 6 'persons' (jittered copies of two real faces): Grace Hopper neutral, the astronaut happy."""
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    lines = ["file,subject,fer_name,note"]
+    for p in range(persons):
+        for i in range(per_person):
+            rgb, label = (hopper_rgb, "neutral") if i % 2 == 0 else (astronaut_rgb, "happy")
+            jitter = np.clip(rgb.astype(int) + rng.integers(-15, 15, rgb.shape), 0, 255).astype(np.uint8)
+            name = f"images/p{p}_{i}.jpg"
+            Image.fromarray(jitter).save(root / name, quality=90)
+            lines.append(f"{name},P{p},{label},")
+    (root / "labels.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def photo_cache(tmp_path_factory, hopper_rgb, astronaut_rgb):
+    root = write_photo_source(tmp_path_factory.mktemp("src") / "portraits", hopper_rgb, astronaut_rgb)
+    out = tmp_path_factory.mktemp("photos") / "portraits"
+    prepare(read_photo_source(root).dataset(), out, PrepareConfig(workers=1), progress=False)
+    return out
