@@ -81,9 +81,12 @@ def write_onnx(folder: str | Path, ship: bool = False) -> Path:
     return folder / ONNX_FILE
 
 
-def export_run(run: str | Path, data: str | Path, out: str | Path, zooms=None, ship: bool = False, device: str = "cpu") -> dict:
+def export_run(run: str | Path, data: str | Path, out: str | Path, zooms=None, ship: bool = False, device: str = "cpu",
+               offsets: bool = True) -> dict:
     """Evaluates a training run on PrivateTest and writes it as a model folder: weights, config.json
     (temperature and class offsets fitted on PublicTest), metrics.json, confusion matrix, training curves and log.
+    `offsets` False ships none (for a model that also learnt from other sources than the cache's: offsets
+    fitted on web faces alone would pull its decisions back towards them).
 
     Returns:
         the metrics.
@@ -96,7 +99,8 @@ def export_run(run: str | Path, data: str | Path, out: str | Path, zooms=None, s
     run, out = Path(run), Path(out)
     model, stats, tcfg = load_run_model(run, device)
     zooms = parse_zooms(zooms) if isinstance(zooms, str) else zooms
-    metrics, zooms = metrics_for(model, stats, load_cache(data), tcfg.labels, zooms or (1.0,), device)
+    metrics, zooms = metrics_for(model, stats, load_cache(data), tcfg.labels, zooms or (1.0,), device,
+                                 class_bias=None if offsets else [0.0] * model.config.num_classes)
     summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
     metrics["training"] = {**summary, "log": "training_log.csv"}
     training = {**json.loads((run / "args.json").read_text()), **metrics["training"]}
@@ -165,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--blind", action="store_true", help="print no PrivateTest figures (they are still written): for "
                    "exporting a candidate that a rule on the selection data has yet to choose")
     p.add_argument("--zooms", default=None, help="with --run: test-time framings, e.g. '1.0 1.1', or 'auto' (chosen on PublicTest)")
+    p.add_argument("--no-offsets", dest="offsets", action="store_false",
+                   help="with --run: no class offsets (a model that learnt from photo sources beside the cache)")
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     if args.run and not args.data:
@@ -173,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--ship is for folders in artifacts/, and {args.out} is not one")
     try:
         if args.run:
-            metrics = export_run(args.run, args.data, args.out, args.zooms, args.ship, args.device)
+            metrics = export_run(args.run, args.data, args.out, args.zooms, args.ship, args.device, offsets=args.offsets)
         else:
             export_model(args.model, args.out, args.report, args.ship, live_report=args.live_report)
     except ArtifactError as err:
@@ -181,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.run and args.blind:
         print(f"{args.out}: PrivateTest figures written, not printed (--blind); "
-              f"temperature {metrics['calibration']['temperature']:.3f}, class offsets fitted on PublicTest")
+              f"temperature {metrics['calibration']['temperature']:.3f}, "
+              f"{'class offsets fitted on PublicTest' if args.offsets else 'no class offsets'}")
     elif args.run:
         print_metrics(metrics, metrics["labels"])
     print(f"model folder written: {args.out}")

@@ -102,6 +102,13 @@ def test_training_beside_photos_scores_the_held_out_fold_and_keeps_the_chosen_ep
     assert all(torch.equal(best[k], ckpt["model"][k]) for k in best)  # best.pt is epoch 2's weights
     args = json.loads((tmp_path / "run" / "args.json").read_text())
     assert args["photos"] == [str(photo_cache)] and args["fold"] == 0 and args["photo_augment"]["jpeg_p"] > 0
+    # Exported without class offsets: offsets fitted on web faces alone would undo what the photos taught.
+    from fusion_fer.research import export
+
+    assert export.main(["--run", str(tmp_path / "run"), "--data", str(tiny_cache), "--out", str(tmp_path / "model"),
+                        "--no-offsets", "--blind"]) == 0
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert config["class_bias"] == [0.0] * 8 and config["training"]["photo_share"] == 0.5
 
 
 def test_train_cli_prepares_a_photo_folder_beside_the_main_data(tiny_cache, tmp_path, hopper_rgb, astronaut_rgb):
