@@ -7,7 +7,7 @@
 
 const N_POINTS = 468;
 const DETECT_EVERY = 6; // live: look for faces on every 6th frame...
-const DETECT_AFTER_MS = 150; // ...or when this long has passed; the mesh follows each face in between
+const DETECT_AFTER_MS = 400; // ...or when this long has passed (a new face is labelled within ~0.4 s, as in Python)
 
 export class Pipeline {
   /** ort: onnxruntime-web; vision: @mediapipe/tasks-vision; base: the folder holding models/ and assets/. */
@@ -110,9 +110,12 @@ export class Pipeline {
     const gray = grayOf(video, w, h);
     t.push(performance.now());
     this.stages = { crop: 0, mesh: 0, network: 0 };
+    // One network view a frame: the face and its mirror on alternate frames. The per-face smoothing over
+    // time (app.js) averages the two, as Python's live recipe averages them within a frame, for half the cost.
+    this.liveView = this.liveView === "plain" ? "mirror" : "plain";
     const out = [], next = [];
     for (const face of faces) {
-      const r = await this.classify(m, gray, w, h, face, true);
+      const r = await this.classify(m, gray, w, h, face, this.liveView);
       if (r.follow) { out.push(r); next.push(r.follow); } else if (due) out.push(r);
     }
     if (next.length < faces.length) this.track.since = DETECT_EVERY; // a face was lost: look again next frame
@@ -121,6 +124,8 @@ export class Pipeline {
     return out;
   }
 
+  /** One face: crop, mesh, network. `live`: false for a photo (every framing with its mirror), or the
+   * view a live frame reads ("plain" or "mirror", one framing). */
   async classify(m, gray, w, h, face, live) {
     const cfg = m.config;
     const size = 48;
@@ -131,7 +136,7 @@ export class Pipeline {
     const found = meshOnCrop(lm, crop, size, cfg.mesh);
     const t2 = performance.now();
     const zooms = live ? (cfg.live_zooms || [nearestOne(cfg.zooms || [1.0])]) : (cfg.zooms || [1.0]);
-    const probs = await this.logProbs(m, crop, found ? found.points : null, zooms);
+    const probs = await this.logProbs(m, crop, found ? found.points : null, zooms, live || "both");
     if (this.stages) {
       this.stages.crop += t1 - t0; this.stages.mesh += t2 - t1; this.stages.network += performance.now() - t2;
     }
@@ -151,8 +156,9 @@ export class Pipeline {
     };
   }
 
-  /** predict.log_probs: framings (each softened), each with its mirror, averaged; (classes) log-probabilities. */
-  async logProbs(m, crop, points, zooms) {
+  /** predict.log_probs: framings (each softened), each with its mirror, averaged; (classes) log-probabilities.
+   * `views`: "both" (the face and its mirror), or only "plain" or "mirror" (the live recipe's alternate frames). */
+  async logProbs(m, crop, points, zooms, views = "both") {
     const cfg = m.config;
     const s = cfg.image_size;
     const n = zooms.length;
@@ -189,15 +195,17 @@ export class Pipeline {
       }
     });
     const T = this.ort.Tensor;
+    const [first, b] = views === "both" ? [0, 2 * n] : [views === "mirror" ? n : 0, n]; // the batch's views
+    const part = (arr, per) => arr.subarray(first * per, (first + b) * per);
     const out = await m.session.run({
-      images: new T("float32", images, [2 * n, 1, s, s]), landmarks: new T("float32", feats, [2 * n, 1404]),
-      found: new T("float32", found, [2 * n]), points: new T("float32", guide, [2 * n, k, 2]),
+      images: new T("float32", part(images, s * s), [b, 1, s, s]), landmarks: new T("float32", part(feats, 1404), [b, 1404]),
+      found: new T("float32", part(found, 1), [b]), points: new T("float32", part(guide, k * 2), [b, k, 2]),
     });
     const lp = out.log_probs.data;
     const c = cfg.classes.length;
     const mean = new Float64Array(c);
-    for (let v = 0; v < n; v++) {
-      for (let j = 0; j < c; j++) mean[j] += (Math.exp(lp[v * c + j]) + Math.exp(lp[(n + v) * c + j])) / 2 / n;
+    for (let v = 0; v < b; v++) {
+      for (let j = 0; j < c; j++) mean[j] += Math.exp(lp[v * c + j]) / b;
     }
     return Array.from(mean, Math.log);
   }
