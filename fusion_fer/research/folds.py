@@ -11,8 +11,8 @@ has the best mean over folds among epochs whose mean FER+ PublicTest accuracy re
 docs/model-selection-log.md). A baseline model folder is scored the same way, fold by fold, with its own served
 recipe.
 
-`report` scores model folders on prepared caches: FER+ and FER2013 PrivateTest and whole photo caches (e.g.
-CK+48 half B). Every figure is the label a user sees: the argmax over all of the model's classes (a `neutral`
+`report` scores model folders on prepared caches: FER+ and FER2013 PrivateTest (or PublicTest, `--split`) and
+whole photo caches (e.g. CK+48 half B). Every figure is the label a user sees: the argmax over all of the model's classes (a `neutral`
 or `contempt` answer to a posed angry face is wrong), and a photo whose face was not found is wrong.
 """
 from __future__ import annotations
@@ -203,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--models", nargs="+", required=True)
     r.add_argument("--data", required=True, help="a FER2013 cache prepared with --ferplus")
     r.add_argument("--photos", nargs="*", default=[], help="prepared photo caches scored whole (never trained on)")
+    r.add_argument("--split", choices=["PublicTest", "PrivateTest"], default="PrivateTest",
+                   help="the FER split: PrivateTest to report, PublicTest (with selection-half photo caches) to choose")
     r.add_argument("--out", required=True)
     args = p.parse_args(argv)
     out = Path(args.out)
@@ -227,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             print(text)
             print(json.dumps({"chosen": chosen["chosen"], "baseline_score": result["baseline_score"]}, indent=2))
         else:
-            sets = [ferplus_rows(data, "PrivateTest"), fer2013_rows(data, "PrivateTest")]
+            sets = [ferplus_rows(data, args.split), fer2013_rows(data, args.split)]
             sets += [photo_rows(load_cache(x), Path(load_cache(x).meta["source"]).name) for x in args.photos]
             report = {}
             for m in args.models:
