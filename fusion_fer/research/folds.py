@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from ..fileio import atomic_path, write_json
 from .data import CLASSES, FERPLUS_CLASSES, SPLITS, ferplus8
@@ -62,21 +63,24 @@ def photo_rows(cache: Cache, name: str, idx: np.ndarray | None = None) -> Scored
     return Scored(name, cache, idx, np.array(cache.meta["classes"])[cache.labels[idx]], True)
 
 
-def predictions(predictor, s: Scored, batch_size: int = 512) -> np.ndarray:
-    """Class names the user sees for the rows of `s` ('' where detection found no face)."""
-    out = []
-    for a in range(0, len(s.idx), batch_size):
-        b = s.idx[a:a + batch_size]
+def predictions(predictor, s: Scored, memo: dict | None = None, batch_size: int = 256) -> np.ndarray:
+    """Class names the user sees for the rows of `s` ('' where detection found no face). `memo` keeps each
+    model's answers per cache row, so sets that share faces (FER+ and FER2013 of one split) are read once."""
+    memo = {} if memo is None else memo
+    known = memo.setdefault((id(predictor), id(s.cache)), {})
+    todo = np.array([i for i in s.idx.tolist() if i not in known], np.int64)
+    for a in tqdm(range(0, len(todo), batch_size), desc=s.name, unit="batch", leave=False, disable=len(todo) <= batch_size):
+        b = todo[a:a + batch_size]
         probs = predictor.crop_probs(s.cache.images[b], s.cache.landmarks[b], s.cache.found[b])
-        out.append(np.array(predictor.classes)[probs.argmax(1)])
-    pred = np.concatenate(out) if out else np.array([], str)
+        known.update(zip(b.tolist(), np.array(predictor.classes)[probs.argmax(1)]))
+    pred = np.array([known[i] for i in s.idx.tolist()], dtype=object).astype(str) if len(s.idx) else np.array([], str)
     if s.must_find:
         pred = np.where(s.cache.face[s.idx], pred, "")
     return pred
 
 
-def score(predictor, s: Scored) -> dict:
-    pred = predictions(predictor, s)
+def score(predictor, s: Scored, memo: dict | None = None) -> dict:
+    pred = predictions(predictor, s, memo)
     recall = {c: round(float((pred[s.names == c] == c).mean()), 4) for c in FERPLUS_CLASSES if (s.names == c).any()}
     return {"n": int(len(s.idx)), "accuracy": round(float((pred == s.names).mean()), 4), "recall": recall}
 
@@ -234,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
             report = {}
             for m in args.models:
                 pred = Predictor(m)
-                report[m] = {s.name: score(pred, s) for s in sets}
+                memo: dict = {}
+                report[m] = {s.name: score(pred, s, memo) for s in sets}
             write_json(out / "report.json", report)
             plot_report(report, out / "report.png")
             rows = [{"set": s.name, "n": len(s.idx), **{m: report[m][s.name]["accuracy"] for m in report}} for s in sets]
