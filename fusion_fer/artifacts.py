@@ -41,7 +41,7 @@ class ArtifactError(RuntimeError):
 
 
 # Settings that name local folders (a run to start from, a soup's runs): a shipped folder keeps only their names.
-PATH_SETTINGS = ("init", "soup_of", "data", "out")
+PATH_SETTINGS = ("init", "soup_of", "data", "out", "photos")
 
 
 def is_shipped(folder: str | os.PathLike) -> bool:

@@ -109,6 +109,7 @@ def test_training_beside_photos_scores_the_held_out_fold_and_keeps_the_chosen_ep
                         "--no-offsets", "--blind"]) == 0
     config = json.loads((tmp_path / "model" / "config.json").read_text())
     assert config["class_bias"] == [0.0] * 8 and config["training"]["photo_share"] == 0.5
+    assert config["training"]["photos"] == ["portraits"]  # a model folder names its sources, no local paths
 
 
 def test_train_cli_prepares_a_photo_folder_beside_the_main_data(tiny_cache, tmp_path, hopper_rgb, astronaut_rgb):
