@@ -12,7 +12,8 @@ docs/model-selection-log.md). A baseline model folder is scored the same way, fo
 recipe.
 
 `report` scores model folders on prepared caches: FER+ and FER2013 PrivateTest (or PublicTest, `--split`) and
-whole photo caches (e.g. CK+48 half B). Every figure is the label a user sees: the argmax over all of the model's classes (a `neutral`
+whole photo caches (e.g. CK+48 half B); each model also gets a report folder (`<out>/<model>/`) that
+`research.export --model M --report DIR` merges into the model folder. Every figure is the label a user sees: the argmax over all of the model's classes (a `neutral`
 or `contempt` answer to a posed angry face is wrong), and a photo whose face was not found is wrong.
 """
 from __future__ import annotations
@@ -183,6 +184,43 @@ def plot_report(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def plot_recall(report: dict, title: str, path: Path) -> None:
+    """One model: recall per class on each set, as grouped bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    classes = [c for c in FERPLUS_CLASSES if any(c in r["recall"] for r in report.values())]
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    w = 0.8 / len(report)
+    for i, (name, r) in enumerate(report.items()):
+        ax.bar(np.arange(len(classes)) + i * w, [100 * r["recall"].get(c, np.nan) for c in classes], w,
+               label=f"{name} ({100 * r['accuracy']:.1f} %)")
+    ax.set_xticks(np.arange(len(classes)) + w * (len(report) - 1) / 2, classes)
+    ax.set_ylabel("recall, %"), ax.set_ylim(0, 105), ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7), ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+
+
+def write_model_report(name: str, report: dict, out: Path) -> Path:
+    """A model folder's cross-dataset report (suite.md, suite.png, metrics.json's "suite"), for
+    `research.export --model M --report DIR`."""
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [{"set": k, "n": v["n"], "accuracy": v["accuracy"],
+             "recall per class": ", ".join(f"{c} {r:.2f}" for c, r in v["recall"].items())} for k, v in report.items()]
+    text = (f"# {name}: cross-dataset report\n\nEvery figure is the label a user sees: the argmax over all of the model's "
+            "classes, with its served recipe; a photo whose face was not found counts as wrong "
+            "(`python -m fusion_fer.research.folds report`).\n\n" + _table(rows, ["set", "n", "accuracy", "recall per class"]))
+    (out / "suite.md").write_text(text)
+    plot_recall(report, f"{name}: recall per class", out / "suite.png")
+    write_json(out / "metrics.json", {"suite": {"protocol": "research.folds report: argmax over all classes", "sets": report}})
+    return out
+
+
 def _table(rows: list[dict], cols: list[str]) -> str:
     head = "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n"
     fmt = lambda v: f"{100 * v:.2f}" if isinstance(v, float) else str(v)  # noqa: E731
@@ -242,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
                 report[m] = {s.name: score(pred, s, memo) for s in sets}
             write_json(out / "report.json", report)
             plot_report(report, out / "report.png")
+            for m, r in report.items():
+                write_model_report(Path(m).name, r, out / Path(m).name)
             rows = [{"set": s.name, "n": len(s.idx), **{m: report[m][s.name]["accuracy"] for m in report}} for s in sets]
             text = _table(rows, ["set", "n", *report])
             (out / "report.md").write_text(text)

@@ -61,6 +61,14 @@ def test_choose_and_report_commands(tiny_cache, photo_cache, model8, tmp_path):
     assert report["portraits"]["n"] == len(truth)
     assert np.isclose(report["portraits"]["accuracy"], np.mean([a == b for a, b in zip(seen, truth)]), atol=1e-4)
     assert report["FER+ PrivateTest"]["n"] == int((cache.splits == 2).sum())
+    # Each model's own report folder merges into a model folder through export.
+    from fusion_fer.research import export
+
+    own = tmp_path / "report" / model8.name
+    assert "portraits" in (own / "suite.md").read_text() and (own / "suite.png").stat().st_size > 1000
+    assert export.main(["--model", str(model8), "--report", str(own), "--out", str(tmp_path / "shipped")]) == 0
+    merged = json.loads((tmp_path / "shipped" / "metrics.json").read_text())["suite"]["sets"]
+    assert merged["portraits"] == report["portraits"] and (tmp_path / "shipped" / "suite.md").is_file()
 
 
 def test_choose_refuses_runs_without_held_out_persons(tiny_cache, tmp_path, capsys):
