@@ -240,14 +240,15 @@ def test_predict_at_a_known_box_is_predict_without_detection(hopper_rgb):
     at = p.predict_at(hopper_rgb, [full.box])[0]
     assert at.label == full.label and max(abs(at.probs[c] - full.probs[c]) for c in p.classes) < 1e-5
     assert np.allclose(at.landmarks, full.landmarks, atol=1e-3)
-    live = p.predict(hopper_rgb, live=True)[0]
-    zooms = p.zooms
+    zooms, live_zooms = p.zooms, p.live_zooms
     try:
+        p.zooms, p.live_zooms = (0.9, 1.0, 1.1), (1.0,)  # a photo recipe of three framings, a live one of one
+        live, photo = p.predict(hopper_rgb, live=True)[0], p.predict(hopper_rgb)[0]
         p.zooms = p.live_zooms
         same = p.predict(hopper_rgb)[0]
     finally:
-        p.zooms = zooms
-    assert len(p.live_zooms) < len(p.zooms) and live.probs == same.probs
+        p.zooms, p.live_zooms = zooms, live_zooms
+    assert live.probs == same.probs and live.probs != photo.probs
     blank = np.full_like(hopper_rgb, 90)
     assert p.predict_at(blank, [full.box])[0].landmarks is None
     assert p.predict_at(hopper_rgb, []) == []
