@@ -36,8 +36,9 @@ class FaceConfig:
     # only boxes that reach the frame's edge, with their centre inside it, are taken from it.
     edge_pass: bool = True
     edge_pass_pad: float = 0.3  # reflected border, as a share of the long side (a face half beyond the edge fits in it)
-    edge_side: int = 300  # the edge pass's padded copy is at most this long (faces of ~15 % of the shorter side and up)
-    edge_min_face: float = 0.15  # smallest face the edge pass looks for, as a share of the shorter side
+    edge_side: int = 200  # the edge pass's padded copy is at most this long (its cost grows with it)
+    edge_min_face: float = 0.25  # smallest face the edge pass looks for, as a share of the shorter side: a face cut
+    # by the frame that is smaller than this is the first pass's (its edge padding); the pass is for large ones
     # Calibrated on 2,000 FER2013 training faces (docs/calibration.md): FER's 48 px frame is
     # 1.08x the MTCNN box side (median; IQR 1.00-1.19), centred 0.011 box sides above the box centre.
     crop_scale: float = 1.08

@@ -128,12 +128,13 @@ def _report_suite(report: str | Path) -> dict:
 
 
 def export_model(model: str | Path, out: str | Path, report: str | Path | None = None, ship: bool = False,
-                 live_report: str | Path | None = None) -> Path:
+                 live_report: str | Path | None = None, face: dict | None = None) -> Path:
     """Copies a model folder to `out` (unless it is `out`), with a cross-dataset report folder merged in.
 
     `live_report`: a report of the model under other framings (`evaluate --suite --zooms Z`): those become
     its live (webcam) recipe, `live_zooms`, and the report goes into metrics.json as `live_suite`.
     A card already in `out` is kept (it is written by people); the source's card is copied otherwise.
+    `face`: detection settings (`FaceConfig` fields) to set in the folder's config.json, e.g. the edge pass's.
     """
     if not ship:
         refuse_shipped(out, "export without --ship")
@@ -146,6 +147,9 @@ def export_model(model: str | Path, out: str | Path, report: str | Path | None =
         report = Path(report)
         update_model(out, metrics={"suite": _report_suite(report)},
                      files={n: report / n for n in REPORT_FILES if (report / n).is_file()}, ship=ship)
+    if face:
+        current = json.loads((out / "config.json").read_text()).get("face", {})
+        update_model(out, config={"face": {**current, **face}}, ship=ship)
     if live_report:
         live = _report_suite(live_report)
         zooms = (live.get("config") or {}).get("zooms")
@@ -153,6 +157,31 @@ def export_model(model: str | Path, out: str | Path, report: str | Path | None =
             raise ArtifactError(f"{live_report}: not scored with --zooms, so it names no live framings")
         update_model(out, config={"live_zooms": list(zooms)}, metrics={"live_suite": live}, ship=ship)
     write_onnx(out, ship=ship)
+    return out
+
+
+def parse_face_settings(items: list[str]) -> dict:
+    """`KEY=VALUE` pairs as FaceConfig settings, each checked against the field's type.
+
+    Raises:
+        ArtifactError: an unknown field or a value of the wrong type.
+    """
+    from dataclasses import fields
+
+    from ..faces import FaceConfig
+
+    known = {f.name: f for f in fields(FaceConfig)}
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if key not in known or not value:
+            raise ArtifactError(f"--face {item!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(known))}")
+        default = getattr(FaceConfig(), key)
+        try:
+            out[key] = (value.lower() in ("1", "true", "yes")) if isinstance(default, bool) else type(default)(value) \
+                if isinstance(default, (int, float)) else json.loads(value)
+        except (ValueError, json.JSONDecodeError):
+            raise ArtifactError(f"--face {item!r}: {key} takes {'an' if type(default) is int else 'a'} {type(default).__name__}") from None
     return out
 
 
@@ -169,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--blind", action="store_true", help="print no PrivateTest figures (they are still written): for "
                    "exporting a candidate that a rule on the selection data has yet to choose")
     p.add_argument("--zooms", default=None, help="with --run: test-time framings, e.g. '1.0 1.1', or 'auto' (chosen on PublicTest)")
+    p.add_argument("--face", action="append", default=[], metavar="KEY=VALUE",
+                   help="with --model: set a detection setting (a FaceConfig field) in the folder, e.g. edge_side=200")
     p.add_argument("--no-offsets", dest="offsets", action="store_false",
                    help="with --run: no class offsets (a model that learnt from photo sources beside the cache)")
     p.add_argument("--device", default="cpu")
@@ -178,10 +209,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.ship and not is_shipped(args.out):
         p.error(f"--ship is for folders in artifacts/, and {args.out} is not one")
     try:
+        face = parse_face_settings(args.face)
+        if face and not args.model:
+            p.error("--face goes with --model")
         if args.run:
             metrics = export_run(args.run, args.data, args.out, args.zooms, args.ship, args.device, offsets=args.offsets)
         else:
-            export_model(args.model, args.out, args.report, args.ship, live_report=args.live_report)
+            export_model(args.model, args.out, args.report, args.ship, live_report=args.live_report, face=face)
     except ArtifactError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -169,3 +169,19 @@ def _folder(config):
     from pathlib import Path
 
     return Path(config["folder"])
+
+
+def test_export_sets_detection_settings_that_the_predictor_then_uses(model8, tmp_path, capsys):
+    """`--face KEY=VALUE` writes a FaceConfig field into the folder; a wrong key or type is refused, with nothing written."""
+    from fusion_fer.predict import load_predictor
+    from fusion_fer.research import export
+
+    out = tmp_path / "m"
+    assert export.main(["--model", str(model8), "--out", str(out), "--face", "edge_side=180", "--face", "edge_pass=false"]) == 0
+    face = json.loads((out / "config.json").read_text())["face"]
+    assert face["edge_side"] == 180 and face["edge_pass"] is False
+    p = load_predictor(out)
+    assert p.face_config.edge_side == 180 and not p.face_config.edge_pass
+    assert export.main(["--model", str(model8), "--out", str(tmp_path / "bad"), "--face", "edge_side=wide"]) == 2
+    assert "edge_side takes an int" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    assert export.main(["--model", str(model8), "--out", str(tmp_path / "bad"), "--face", "nope=1"]) == 2
