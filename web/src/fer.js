@@ -8,6 +8,7 @@
 const N_POINTS = 468;
 const DETECT_EVERY = 6; // live: look for faces on every 6th frame...
 const DETECT_AFTER_MS = 400; // ...or when this long has passed (a new face is labelled within ~0.4 s, as in Python)
+const MESH_EVERY = 2; // live: a followed face's mesh is read on every 2nd frame; in between its last one is kept
 
 export class Pipeline {
   /** ort: onnxruntime-web; vision: @mediapipe/tasks-vision; base: the folder holding models/ and assets/. */
@@ -115,8 +116,15 @@ export class Pipeline {
     this.liveView = this.liveView === "plain" ? "mirror" : "plain";
     const out = [], next = [];
     for (const face of faces) {
-      const r = await this.classify(m, gray, w, h, face, this.liveView);
-      if (r.follow) { out.push(r); next.push(r.follow); } else if (due) out.push(r);
+      // Between two readings of its mesh a followed face keeps its box and its points (in that box's crop): at
+      // webcam rates a face moves little in one frame, and the mesh is the costliest step here.
+      const keep = !due && face.mesh && face.meshAge < MESH_EVERY - 1 ? face.mesh : null;
+      const r = await this.classify(m, gray, w, h, face, this.liveView, keep);
+      if (r.follow) {
+        r.follow.mesh = r.mesh;
+        r.follow.meshAge = keep ? face.meshAge + 1 : 0;
+        out.push(r); next.push(r.follow);
+      } else if (due) out.push(r);
     }
     if (next.length < faces.length) this.track.since = DETECT_EVERY; // a face was lost: look again next frame
     this.track.faces = next;
@@ -126,14 +134,13 @@ export class Pipeline {
 
   /** One face: crop, mesh, network. `live`: false for a photo (every framing with its mirror), or the
    * view a live frame reads ("plain" or "mirror", one framing). */
-  async classify(m, gray, w, h, face, live) {
+  async classify(m, gray, w, h, face, live, keepMesh = null) {
     const cfg = m.config;
     const size = 48;
     const t0 = performance.now();
     const crop = cropFace(gray, w, h, face, size, cfg.face);
     const t1 = performance.now();
-    const lm = await this.cropMesh(cfg.mesh);
-    const found = meshOnCrop(lm, crop, size, cfg.mesh);
+    const found = keepMesh || meshOnCrop(await this.cropMesh(cfg.mesh), crop, size, cfg.mesh);
     const t2 = performance.now();
     const zooms = live ? (cfg.live_zooms || [nearestOne(cfg.zooms || [1.0])]) : (cfg.zooms || [1.0]);
     const probs = await this.logProbs(m, crop, found ? found.points : null, zooms, live || "both");
@@ -152,7 +159,8 @@ export class Pipeline {
       top3: order.slice(0, 3).map((k) => [classes[k], final[k]]), landmarksFound: !!found,
       cut: x1 < -0.02 * face.size || y1 < -0.02 * face.size || x2 > w + 0.02 * face.size || y2 > h + 0.02 * face.size,
       blendshapes: found ? found.blendshapes : null,
-      follow: found ? followBox(found.points, face, cfg.face) : null,
+      follow: !found ? null : keepMesh ? { box: face.box, size: face.size } : followBox(found.points, face, cfg.face),
+      mesh: found,
     };
   }
 
