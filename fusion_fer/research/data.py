@@ -396,6 +396,15 @@ def _looks_uncropped(root: Path) -> bool:
     return False
 
 
+def person_folds(persons: np.ndarray, folds: int) -> np.ndarray:
+    """Fold of every face: persons sorted and dealt round-robin, so no person is in two folds. With 2 folds
+    these are the halves A (0) and B (1) of CK+48 and of `research.sources`' `PATH@A`."""
+    if folds < 2:
+        raise ValueError(f"folds by person need at least 2 folds, not {folds}")
+    order = {p: i % folds for i, p in enumerate(sorted(set(persons.tolist())))}
+    return np.array([order[p] for p in persons.tolist()], np.int64)
+
+
 @dataclass
 class CKPlus:
     """CK+48 (posed lab faces, 48x48 grey crops) with FER labels, for cross-dataset evaluation only.
@@ -427,8 +436,6 @@ def read_ckplus(root: str | os.PathLike) -> CKPlus:
     if not table.is_file():
         raise DatasetError(f"{root}: expected labels.csv and images/ (the ckplus48 folder)")
     rows = list(csv.DictReader(open(table, newline="")))
-    order = sorted({r["subject"] for r in rows})
-    half_of = {s: "AB"[i % 2] for i, s in enumerate(order)}
     images = []
     for r in rows:
         try:
@@ -436,8 +443,9 @@ def read_ckplus(root: str | os.PathLike) -> CKPlus:
         except OSError as err:
             raise DatasetError(f"{root / r['file']}: {err}") from None
     labels = [CKPlus.CLASSES.index("contempt" if r["fer_label"] == "" else CLASSES[int(r["fer_label"])]) for r in rows]
-    return CKPlus(np.stack(images), np.array(labels, np.int64), np.array([r["subject"] for r in rows]),
-                  np.array([f"{r['subject']}/{r['sequence']}" for r in rows]), np.array([half_of[r["subject"]] for r in rows]))
+    subjects = np.array([r["subject"] for r in rows])
+    return CKPlus(np.stack(images), np.array(labels, np.int64), subjects,
+                  np.array([f"{r['subject']}/{r['sequence']}" for r in rows]), np.array(list("AB"))[person_folds(subjects, 2)])
 
 
 @dataclass

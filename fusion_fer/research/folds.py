@@ -31,7 +31,7 @@ from tqdm import tqdm
 from ..fileio import atomic_path, write_json
 from .data import CLASSES, FERPLUS_CLASSES, SPLITS, ferplus8
 from .prepare import Cache, load_cache
-from .sources import person_folds
+from .training import photo_sets, run_config
 
 MIN_PUBLIC = 0.86  # the rule's floor on FER+ PublicTest accuracy
 
@@ -102,8 +102,7 @@ def fold_scores(runs: list[Path]) -> tuple[list[dict], list[str]]:
         sources = sources or held
         if held != sources:
             raise ValueError(f"{run}: held-out sources {held} differ from the other runs' {sources}")
-        args = json.loads((run / "args.json").read_text())
-        folds.append({"run": str(run), "fold": args["fold"], "epochs": [
+        folds.append({"run": str(run), "fold": run_config(run).fold, "epochs": [
             {"epoch": int(r["epoch"]), "public": r["val_acc_mirror"], **{k[8:]: r[k] for k in held},
              "score": float(np.mean([r["val_acc_mirror"]] + [r[k] for k in held]))} for r in rows]})
     return folds, [k[8:] for k in sources]
@@ -124,17 +123,15 @@ def choose_epoch(folds: list[dict], min_public: float = MIN_PUBLIC) -> dict:
 
 
 def baseline_scores(predictor, runs: list[Path], data: Cache) -> list[dict]:
-    """A model folder scored as the fold runs were: FER+ PublicTest and each fold's held-out persons."""
+    """A model folder scored as the fold runs were: FER+ PublicTest and, per run, the very faces its
+    held-out persons gave (`training.photo_sets`)."""
     public = score(predictor, ferplus_rows(data, "PublicTest"))["accuracy"]
     out = []
     for run in runs:
-        args = json.loads((run / "args.json").read_text())
-        row = {"fold": args["fold"], "public": public}
-        for path in args["photos"]:
-            cache = load_cache(path)
-            held = np.flatnonzero(person_folds(cache.persons, args["folds"]) == args["fold"])
-            known = np.isin(np.array(cache.meta["classes"])[cache.labels[held]], predictor.classes)
-            row[Path(cache.meta["source"]).name] = score(predictor, photo_rows(cache, path, held[known]))["accuracy"]
+        config = run_config(run)
+        row = {"fold": config.fold, "public": public}
+        for ps in photo_sets(config):
+            row[ps.name] = score(predictor, photo_rows(ps.cache, ps.name, ps.heldout_idx))["accuracy"]
         row["score"] = float(np.mean([v for k, v in row.items() if k != "fold"]))
         out.append(row)
     return out

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..labels import FERPLUS_CLASSES
-from .data import CLASS_ALIASES, DatasetError, FaceDataset, _images_in, _looks_uncropped
+from .data import CLASS_ALIASES, DatasetError, FaceDataset, _images_in, _looks_uncropped, person_folds  # noqa: F401 (re-exported)
 
 FILE_COLUMNS = ("file", "path", "image")
 LABEL_COLUMNS = ("label", "fer_name", "class", "expression", "ck_class", "fer_label")
@@ -132,8 +132,7 @@ def read_photo_source(spec: str | Path) -> PhotoSource:
         raise DatasetError(f"{text}: no images (expected <class>/*.jpg folders or a CSV with file, label and person)")
     persons_arr = np.array(persons)
     if half is not None:
-        order = sorted(set(persons))
-        keep = np.isin(persons_arr, [p for i, p in enumerate(order) if "AB"[i % 2] == half])
+        keep = person_folds(persons_arr, 2) == "AB".index(half)
         paths = [p for p, k in zip(paths, keep) if k]
         labels, persons_arr = list(np.asarray(labels)[keep]), persons_arr[keep]
     labels_arr = np.asarray(labels, np.int64)
@@ -142,12 +141,3 @@ def read_photo_source(spec: str | Path) -> PhotoSource:
     return PhotoSource(name=name, paths=paths, labels=labels_arr, persons=persons_arr,
                        needs_detection=_looks_uncropped(root), source=f"{root.resolve()}{'@' + half if half else ''}",
                        counts=counts)
-
-
-def person_folds(persons: np.ndarray, folds: int) -> np.ndarray:
-    """Fold of every face: persons sorted and dealt round-robin, so no person is in two folds."""
-    if folds < 2:
-        raise ValueError(f"folds by person need at least 2 folds, not {folds}")
-    order = {p: i % folds for i, p in enumerate(sorted(set(persons.tolist())))}
-    return np.array([order[p] for p in persons.tolist()], np.int64)
-

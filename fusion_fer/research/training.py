@@ -479,15 +479,20 @@ def _write_log(rows: list[dict], path: Path) -> None:
         w.writerows(rows)
 
 
-def load_run_model(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[FusionNet, LandmarkStats, TrainConfig]:
-    """The best model of a training run, its landmark statistics and its settings."""
-    run = Path(run_dir)
-    args = json.loads((run / "args.json").read_text())
+def run_config(run_dir: str | os.PathLike) -> TrainConfig:
+    """A training run's settings, from its args.json."""
+    args = json.loads((Path(run_dir) / "args.json").read_text())
     model_cfg = FusionConfig.from_dict(args.pop("model"))
     aug = AugmentConfig(**args.pop("augment"))
     photo_aug = AugmentConfig(**args.pop("photo_augment")) if "photo_augment" in args else AugmentConfig(**PHOTO)
-    config = TrainConfig(**args, model=model_cfg, augment=aug, photo_augment=photo_aug)
-    model = FusionNet(model_cfg)
+    return TrainConfig(**args, model=model_cfg, augment=aug, photo_augment=photo_aug)
+
+
+def load_run_model(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[FusionNet, LandmarkStats, TrainConfig]:
+    """The best model of a training run, its landmark statistics and its settings."""
+    run = Path(run_dir)
+    config = run_config(run)
+    model = FusionNet(config.model)
     model.load_state_dict(torch.load(run / "best.pt", map_location=device, weights_only=True))
     stats = LandmarkStats.from_dict(json.loads((run / "stats.json").read_text()))
     return model.to(device).eval(), stats, config
