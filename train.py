@@ -91,8 +91,9 @@ def augment_config(args: argparse.Namespace) -> AugmentConfig:
 
 
 def prepare_photos(src: str, out: Path, image_size: int, progress: bool) -> str:
-    """A prepared photo cache: `src` itself, or the source prepared (resumably) into <out>/photos/<name>."""
-    if (Path(src) / "meta.json").exists():
+    """A photo cache: `src` itself (finished, or unfinished: loading it then says to resume it), or the source
+    prepared (resumably) into <out>/photos/<name>."""
+    if (Path(src) / "meta.json").exists() or (Path(src) / "plan.json").exists():
         return src
     source = read_photo_source(src)
     folder = out / "photos" / source.name

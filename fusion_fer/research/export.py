@@ -160,6 +160,9 @@ def export_model(model: str | Path, out: str | Path, report: str | Path | None =
     return out
 
 
+BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
 def parse_face_settings(items: list[str]) -> dict:
     """`KEY=VALUE` pairs as FaceConfig settings, each checked against the field's type.
 
@@ -177,11 +180,18 @@ def parse_face_settings(items: list[str]) -> dict:
         if key not in known or not value:
             raise ArtifactError(f"--face {item!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(known))}")
         default = getattr(FaceConfig(), key)
+        kind = type(default)
         try:
-            out[key] = (value.lower() in ("1", "true", "yes")) if isinstance(default, bool) else type(default)(value) \
-                if isinstance(default, (int, float)) else json.loads(value)
+            if kind is bool:
+                if value.lower() not in BOOLEANS:
+                    raise ValueError(value)
+                out[key] = BOOLEANS[value.lower()]
+            elif kind in (int, float):
+                out[key] = kind(value)
+            else:  # tuples, e.g. thresholds=[0.6,0.7,0.7]
+                out[key] = json.loads(value)
         except (ValueError, json.JSONDecodeError):
-            raise ArtifactError(f"--face {item!r}: {key} takes {'an' if type(default) is int else 'a'} {type(default).__name__}") from None
+            raise ArtifactError(f"--face {item!r}: {key} takes {'an' if kind is int else 'a'} {kind.__name__}") from None
     return out
 
 

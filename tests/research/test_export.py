@@ -185,3 +185,5 @@ def test_export_sets_detection_settings_that_the_predictor_then_uses(model8, tmp
     assert export.main(["--model", str(model8), "--out", str(tmp_path / "bad"), "--face", "edge_side=wide"]) == 2
     assert "edge_side takes an int" in capsys.readouterr().err and not (tmp_path / "bad").exists()
     assert export.main(["--model", str(model8), "--out", str(tmp_path / "bad"), "--face", "nope=1"]) == 2
+    assert export.main(["--model", str(model8), "--out", str(tmp_path / "bad"), "--face", "edge_pass=maybe"]) == 2
+    assert "edge_pass takes a bool" in capsys.readouterr().err and not (tmp_path / "bad").exists()
