@@ -21,18 +21,18 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fusion_fer import load_image, load_predictor  # noqa: E402
+from fusion_fer import load_image, load_predictor  # noqa: E402  (before torch: it sets torch's OpenMP spin)
 from fusion_fer.faces import crop_face, to_gray  # noqa: E402
 from fusion_fer.predict import log_probs  # noqa: E402
 from fusion_fer.samples import astronaut, cameraman, grace_hopper  # noqa: E402
 from fusion_fer.stream import StreamState  # noqa: E402
 from fusion_fer.viz import draw_faces  # noqa: E402
+import torch  # noqa: E402
 
 
 def _place(canvas: np.ndarray, img: np.ndarray, x: int, y: int, height: int) -> None:

@@ -210,14 +210,26 @@ class FusionNet(nn.Module):
         f = found.to(landmarks.dtype).unsqueeze(1)
         return torch.cat([self.landmark_encoder(landmarks * f) * f, f], dim=1)
 
-    def forward_features(self, images: torch.Tensor, landmarks: torch.Tensor, found: torch.Tensor,
-                         points: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Branch features and the fused feature, for the head and the auxiliary losses."""
+    def image_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+        """The image branch alone: pooled features and the feature maps the guided fusion reads (None when
+        it reads none); None for a landmarks-only model. It needs no landmarks, so it can run while the
+        mesh is still being found (`forward(..., encoded=)`)."""
+        c = self.config
+        if c.mode not in ("fused", "image"):
+            return None
+        return self.image_encoder(images, stage=c.guide_stage if c.uses_points else None)
+
+    def forward_features(self, images: torch.Tensor | None, landmarks: torch.Tensor, found: torch.Tensor,
+                         points: torch.Tensor | None = None,
+                         encoded: tuple[torch.Tensor, torch.Tensor | None] | None = None) -> dict[str, torch.Tensor]:
+        """Branch features and the fused feature, for the head and the auxiliary losses.
+
+        `encoded`: `image_maps(images)` computed beforehand (then `images` is not read)."""
         c = self.config
         feats: dict[str, torch.Tensor] = {}
         parts = []
         if c.mode in ("fused", "image"):
-            feats["image"], maps = self.image_encoder(images, stage=c.guide_stage if c.uses_points else None)
+            feats["image"], maps = encoded if encoded is not None else self.image_maps(images)
             parts.append(feats["image"])
         if c.mode in ("fused", "landmarks"):
             lm = self.encode_landmarks(landmarks, found)
@@ -235,14 +247,16 @@ class FusionNet(nn.Module):
         """(B, head_hidden) -> (B, num_classes) logits."""
         return self.classifier(fused)
 
-    def forward(self, images: torch.Tensor, landmarks: torch.Tensor, found: torch.Tensor,
-                points: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, images: torch.Tensor | None, landmarks: torch.Tensor, found: torch.Tensor,
+                points: torch.Tensor | None = None,
+                encoded: tuple[torch.Tensor, torch.Tensor | None] | None = None) -> torch.Tensor:
         """Logits (B, num_classes).
 
         `images` (B, 1, S, S); `landmarks` (B, 1404); `found` (B,) bool; `points` (B, K, 2): the
-        guide points in grid coordinates (`transforms.guide_grid`), needed only when `config.uses_points`.
+        guide points in grid coordinates (`transforms.guide_grid`), needed only when `config.uses_points`;
+        `encoded`: `image_maps(images)` when it was computed already.
         """
-        return self.head(self.forward_features(images, landmarks, found, points)["fused"])
+        return self.head(self.forward_features(images, landmarks, found, points, encoded)["fused"])
 
     def training_loss(self, images, landmarks, found, targets, criterion, points=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Main loss plus the auxiliary branch losses; returns (loss, main logits)."""
@@ -260,7 +274,8 @@ class FusionNet(nn.Module):
 
 @torch.inference_mode()
 def flip_average(model: FusionNet, images: torch.Tensor, landmarks: torch.Tensor,
-                 landmarks_flipped: torch.Tensor, found: torch.Tensor, points: torch.Tensor | None = None) -> torch.Tensor:
+                 landmarks_flipped: torch.Tensor, found: torch.Tensor, points: torch.Tensor | None = None,
+                 encoded: tuple[torch.Tensor, torch.Tensor | None] | None = None) -> torch.Tensor:
     """Test-time flip averaging in one forward pass.
 
     Args:
@@ -271,13 +286,14 @@ def flip_average(model: FusionNet, images: torch.Tensor, landmarks: torch.Tensor
         found: (B,) landmark flags.
         points: (B, K, 2) guide points (grid coordinates) for models that read them; their
             mirrors (x negated, left/right swapped) are made here.
+        encoded: `model.image_maps(with_mirrors(images))`, when it was computed already.
 
     Returns:
         (B, num_classes) logits whose softmax is the mean of both views' probabilities
         (log of the averaged probabilities).
     """
-    b = images.shape[0]
-    x = torch.cat([images, torch.flip(images, dims=[3])])
+    b = landmarks.shape[0]
+    x = None if encoded is not None else with_mirrors(images)
     z = torch.cat([landmarks, landmarks_flipped])
     f = torch.cat([found, found])
     p = None
@@ -285,5 +301,10 @@ def flip_average(model: FusionNet, images: torch.Tensor, landmarks: torch.Tensor
         pf = points[:, model.guide_mirror].clone()
         pf[..., 0] = -pf[..., 0]
         p = torch.cat([points, pf])
-    probs = torch.softmax(model(x, z, f, p).float(), dim=1)
+    probs = torch.softmax(model(x, z, f, p, encoded).float(), dim=1)
     return torch.log((probs[:b] + probs[b:]) / 2)
+
+
+def with_mirrors(images: torch.Tensor) -> torch.Tensor:
+    """(B, 1, S, S) -> (2B, 1, S, S): the images, then their horizontal mirrors (`flip_average`'s batch)."""
+    return torch.cat([images, torch.flip(images, dims=[3])])

@@ -8,6 +8,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -17,8 +20,8 @@ from .artifacts import load_artifacts
 from .faces import Face, FaceConfig, FaceDetector, crop_face, crop_points_to_image, resize_gray, to_gray
 from .imageio import ImageInput, read_rgb
 from .landmarks import N_BLENDSHAPES, N_POINTS, FaceMesh, MeshConfig, blendshape_names
-from .model import flip_average
-from .transforms import guide_grid, images_to_tensor, landmark_features, soften, zoom_view
+from .model import flip_average, with_mirrors
+from .transforms import guide_grid, images_to_tensor, landmark_features, soften, zoom_crops, zoom_points
 
 
 @dataclass
@@ -194,12 +197,17 @@ class Predictor:
                 points[i], shapes[i] = r
         return points, found, shapes
 
-    @torch.inference_mode()
     def crop_probs(self, crops: np.ndarray, points: np.ndarray, found: np.ndarray, live: bool = False) -> np.ndarray:
         """The served probabilities (N, classes) of grey crops whose mesh is known: framings, mirror, softening,
         class offsets and temperature, as `predict` gives them (evaluation on prepared caches uses this too)."""
-        logp = log_probs(self.model, crops, points, found, self.stats, self.device, flip=self.flip,
-                         zooms=self.live_zooms if live else self.zooms, soften_sigma=self.soften)
+        mesh: Future = Future()
+        mesh.set_result((points, found))
+        return self._probs(crops, mesh, live)
+
+    @torch.inference_mode()
+    def _probs(self, crops: np.ndarray, mesh: Future, live: bool) -> np.ndarray:
+        logp = _log_probs(self.model, crops, mesh, self.stats, self.device, self.flip,
+                          False, self.live_zooms if live else self.zooms, self.soften)
         return torch.softmax((logp.cpu() + self.class_bias) / self.temperature, dim=1).numpy()
 
     @torch.inference_mode()
@@ -207,8 +215,9 @@ class Predictor:
                   urgent: bool = False, live: bool = False, frame: tuple[int, int] | None = None) -> list[FaceResult]:
         size = self.crop_size
         crops = np.stack([resize_gray(g, size) for g in grays])
-        points, found, shapes = self.mesh_points(crops, urgent=urgent)
-        probs = self.crop_probs(crops, points, found, live=live)
+        mesh = _MESH_THREADS.submit(self.mesh_points, crops, urgent)  # the network's image branch runs meanwhile
+        probs = self._probs(crops, mesh, live)
+        points, found, shapes = mesh.result()
         names = blendshape_names()
         results = []
         for i, face in enumerate(faces):
@@ -220,6 +229,11 @@ class Predictor:
             cut = frame is not None and face.cut_by(*frame)  # frame: the image's (width, height)
             results.append(FaceResult(face.box, max(p, key=p.get), p, lm, face.prob, bs, cut))
         return results
+
+
+# The mesh of a batch of crops runs here, beside the network (`_log_probs`). Several, because a live frame's
+# mesh must not queue behind a photo's: the Face Landmarker's own lock orders them, urgent first.
+_MESH_THREADS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fusion-fer-mesh")
 
 
 def _known_face(box) -> Face:
@@ -240,28 +254,59 @@ def log_probs(model, crops: np.ndarray, points: np.ndarray, found: np.ndarray, s
 
     Args:
         crops: (B, S, S) uint8 grey face crops; points: (B, 468, 3) crop-unit landmarks; found: (B,) bool.
-        zooms: framings to average (`transforms.zoom_view`), each with its mirror when `flip`.
+        zooms: framings to average (`transforms.zoom_crops`), each with its mirror when `flip`.
         soften_sigma: blur the crops the network sees (not the mesh) by this Gaussian sigma, in crop pixels.
 
     Returns:
         (B, classes) float32 log-probabilities, averaged over the framings (and flips).
     """
-    if tuple(zooms) != (1.0,):
-        views = [zoom_view(crops, points, z) for z in zooms]
-        n = len(crops)
-        logp = log_probs(model, np.concatenate([v[0] for v in views]), np.concatenate([v[1] for v in views]),
-                         np.concatenate([found] * len(zooms)), stats, device, flip=flip, bf16=bf16, soften_sigma=soften_sigma)
-        return torch.log(torch.exp(logp).reshape(len(zooms), n, -1).mean(0))
-    x = images_to_tensor(soften(crops, soften_sigma), model.config.image_size).to(device).contiguous(memory_format=torch.channels_last)
-    z, zm = landmark_features(points, found, stats)
-    zt, zmt, ft = (torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in (z, zm, found))
-    g = guide_grid(points, model.config.guide_points).to(device) if model.config.uses_points else None
+    mesh: Future = Future()
+    mesh.set_result((points, found))
+    return _log_probs(model, crops, mesh, stats, device, flip, bf16, zooms, soften_sigma)
+
+
+def _log_probs(model, crops: np.ndarray, mesh: Future, stats, device: torch.device, flip: bool, bf16: bool,
+               zooms: tuple[float, ...], soften_sigma: float) -> torch.Tensor:
+    """`log_probs` where the mesh may still be running: `mesh` gives (points, found, ...) when done. The image
+    branch needs no landmarks, so it runs first, beside the mesh."""
+    n, cfg = len(crops), model.config
+    views = np.concatenate([zoom_crops(crops, z) for z in zooms])
+    x = images_to_tensor(soften(views, soften_sigma), cfg.image_size).to(device).contiguous(memory_format=torch.channels_last)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        with _beside_the_mesh(device.type == "cpu" and not mesh.done()):
+            encoded = model.image_maps(with_mirrors(x) if flip else x)
+        points, found = mesh.result()[:2]
+        points = np.concatenate([zoom_points(points, z) for z in zooms])
+        found = np.concatenate([found] * len(zooms))
+        z, zm = landmark_features(points, found, stats)
+        zt, zmt, ft = (torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in (z, zm, found))
+        g = guide_grid(points, cfg.guide_points).to(device) if cfg.uses_points else None
         if flip:
-            logp = flip_average(model, x, zt, zmt, ft, g)
+            logp = flip_average(model, x, zt, zmt, ft, g, encoded=encoded)
         else:
-            logp = torch.log_softmax(model(x, zt, ft, g).float(), dim=1)
-    return logp.float()
+            logp = torch.log_softmax(model(x, zt, ft, g, encoded=encoded).float(), dim=1)
+    logp = logp.float()
+    if len(zooms) > 1:
+        logp = torch.log(torch.exp(logp).reshape(len(zooms), n, -1).mean(0))
+    return logp
+
+
+@contextmanager
+def _beside_the_mesh(active: bool) -> Iterator[None]:
+    """torch on one thread while the Face Landmarker runs on another core: on a few cores, the two overlap
+    instead of taking turns (a webcam frame's mesh and network take about 10 ms together instead of 16).
+    With two threads, torch and MediaPipe would contend for the same cores and gain nothing.
+
+    With OpenMP the thread count is the calling thread's own, so concurrent requests don't undo each other."""
+    n = torch.get_num_threads()
+    if not active or n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 def load_predictor(model: str | os.PathLike | None = None, device: str = "cpu", flip: bool = True,

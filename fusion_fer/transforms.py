@@ -74,25 +74,28 @@ def warp_points(points: torch.Tensor, theta: torch.Tensor, flipped: torch.Tensor
     return out.float()
 
 
-def zoom_view(crops: np.ndarray, points: np.ndarray, zoom: float) -> tuple[np.ndarray, np.ndarray]:
-    """Another framing of the same faces, for test-time averaging: the crops zoomed about their centre
-    (zoom > 1 frames tighter, < 1 looser; the border repeats) and the landmarks moved with them, so the
-    mesh need not run again.
-
-    Args:
-        crops: (B, S, S) uint8 grey crops; points: (B, 468, 3) crop-unit landmarks.
-
-    Returns:
-        (crops (B, S, S) uint8, points (B, 468, 3) float32)
-    """
-    if zoom == 1.0:
-        return crops, points
-    b = len(crops)
+def _zoom_theta(b: int, zoom: float) -> torch.Tensor:
     theta = torch.zeros(b, 2, 3)
     theta[:, 0, 0] = theta[:, 1, 1] = 1.0 / zoom
-    x = warp_images(torch.as_tensor(crops).float().unsqueeze(1), theta)
-    pts = warp_points(torch.as_tensor(points).float(), theta, torch.zeros(b, dtype=torch.bool))
-    return x[:, 0].round().clamp(0, 255).to(torch.uint8).numpy(), pts.numpy()
+    return theta
+
+
+def zoom_crops(crops: np.ndarray, zoom: float) -> np.ndarray:
+    """Another framing of the same faces, for test-time averaging: (B, S, S) uint8 grey crops zoomed about
+    their centre (zoom > 1 frames tighter, < 1 looser; the border repeats). `zoom_points` moves their
+    landmarks the same way, so the mesh need not run again (and may still be running)."""
+    if zoom == 1.0:
+        return crops
+    x = warp_images(torch.as_tensor(crops).float().unsqueeze(1), _zoom_theta(len(crops), zoom))
+    return x[:, 0].round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def zoom_points(points: np.ndarray, zoom: float) -> np.ndarray:
+    """(B, 468, 3) crop-unit landmarks moved as `zoom_crops` moves the pixels (float32)."""
+    if zoom == 1.0:
+        return points
+    b = len(points)
+    return warp_points(torch.as_tensor(points).float(), _zoom_theta(b, zoom), torch.zeros(b, dtype=torch.bool)).numpy()
 
 
 def soften(crops: np.ndarray, sigma: float) -> np.ndarray:

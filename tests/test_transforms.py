@@ -47,9 +47,9 @@ def test_flip_in_warp_points_is_the_landmark_mirror(mesh, hopper_crop):
     assert np.allclose(flipped, mirror(pts, center_x=0.5), atol=1e-5)
 
 
-def test_zoom_view_moves_the_landmarks_with_the_pixels():
+def test_zoom_moves_the_landmarks_with_the_pixels():
     """A test-time framing: a bright dot drawn at a landmark is still under that landmark after the zoom."""
-    from fusion_fer.transforms import zoom_view
+    from fusion_fer.transforms import zoom_crops, zoom_points
 
     crops = np.full((1, 48, 48), 40, np.uint8)
     crops[0, 14:17, 14:17] = 255  # a dot centred on pixel (15, 15): crop units (15.5 / 48)
@@ -57,7 +57,7 @@ def test_zoom_view_moves_the_landmarks_with_the_pixels():
     points[0, :, :2] = 0.5
     points[0, 7, :2] = 15.5 / 48
     for zoom in (1.0, 1.1, 0.9):
-        c, p = zoom_view(crops, points, zoom)
+        c, p = zoom_crops(crops, zoom), zoom_points(points, zoom)
         assert c.shape == crops.shape and c.dtype == np.uint8
         x, y = p[0, 7, :2] * 48 - 0.5
         assert abs(x - (15 - (24 - 15.5) * (zoom - 1))) < 1e-3  # moved away from the centre by the zoom
