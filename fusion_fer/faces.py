@@ -107,7 +107,6 @@ class FaceDetector:
         fraction = self.config.min_face_fraction if fraction is None else fraction
         return max(self.config.min_face_px, int(round(fraction * min(height, width))))
 
-    @torch.inference_mode()
     def detect(self, image: ImageInput, max_side: int | None = None, min_face_fraction: float | None = None,
                urgent: bool = False, edge_pass: bool = True) -> list[Face]:
         """Detects faces.
@@ -130,7 +129,11 @@ class FaceDetector:
         Raises:
             ImageLoadError: the input is not a readable image.
         """
-        rgb, _ = read_rgb(image)
+        return self._detect(read_rgb(image)[0], max_side, min_face_fraction, urgent, edge_pass)
+
+    @torch.inference_mode()
+    def _detect(self, rgb: np.ndarray, max_side: int | None, min_face_fraction: float | None, urgent: bool,
+                edge_pass: bool) -> list[Face]:
         h, w = rgb.shape[:2]
         scale = min(1.0, (max_side or self.config.detect_max_side) / max(h, w))
         small = rgb if scale == 1.0 else cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
@@ -202,6 +205,57 @@ class FaceDetector:
         """Crops one face; see `crop_face`."""
         return crop_face(read_rgb(image)[0], face, size, self.config, align)
 
+    def find(self, image: ImageInput, size: int = 48, max_side: int | None = None, min_face_fraction: float | None = None,
+             urgent: bool = False, edge_pass: bool = True) -> FaceCrops:
+        """Decodes the image (at about the detection size), finds every face (`detect`) and crops each to
+        `size` grey as the network's preprocessing sees it. Raises ImageLoadError for an unreadable input."""
+        rgb, scale = read_rgb(image, max_side or self.config.detect_max_side)
+        faces = self._detect(rgb, max_side, min_face_fraction, urgent, edge_pass)
+        return self._crops(rgb, faces, size, scale)
+
+    def at(self, image: ImageInput, boxes: list[tuple[float, float, float, float]], size: int = 48) -> FaceCrops:
+        """The faces at known boxes (a tracker's, between detections), cropped as `find` crops them."""
+        rgb, _ = read_rgb(image)
+        return self._crops(rgb, [Face(tuple(float(v) for v in b), 1.0, np.zeros((5, 2), np.float32)) for b in boxes], size, 1.0)
+
+    def _crops(self, rgb: np.ndarray, faces: list[Face], size: int, scale: float) -> FaceCrops:
+        h, w = rgb.shape[:2]
+        crops = [to_gray(crop_face(rgb, f, size, self.config)) for f in faces]
+        return FaceCrops(faces, np.stack(crops) if crops else np.zeros((0, size, size), np.uint8),
+                         np.stack([np.linalg.inv(_crop_matrix(f, size, self.config)) for f in faces]) if faces
+                         else np.zeros((0, 4, 4)), np.array([f.cut_by(w, h) for f in faces], bool), scale, (w, h))
+
+
+@dataclass
+class FaceCrops:
+    """Faces of one image and their crops, as the network's preprocessing sees them.
+
+    Attributes:
+        faces: the detections, largest first, in the decoded image's pixels.
+        crops: (N, S, S) uint8 grey crops.
+        to_image: (N, 4, 4) matrices taking a crop's landmarks [x, y, z, 1] (crop units: x, y in 0..1 across
+            the crop, z like x) to the decoded image's pixels: the inverse of the crop.
+        cut: (N,) the face reaches beyond the image's edge (`Face.cut_by`).
+        scale: the decoded image's size over the original's (a big file is decoded small).
+        size: the decoded image's (width, height).
+    """
+
+    faces: list[Face]
+    crops: np.ndarray
+    to_image: np.ndarray
+    cut: np.ndarray
+    scale: float
+    size: tuple[int, int]
+
+
+def whole_image_crop(image: ImageInput, size: int = 48) -> FaceCrops:
+    """An input that already is a face crop (like FER2013's images), resized to `size` grey."""
+    rgb, _ = read_rgb(image)
+    h, w = rgb.shape[:2]
+    face = Face((0.0, 0.0, float(w), float(h)), 1.0, np.zeros((5, 2), np.float32))
+    return FaceCrops([face], resize_gray(to_gray(rgb), size)[None], np.diag([w, h, w, 1.0])[None],
+                     np.zeros(1, bool), 1.0, (w, h))
+
 
 def _overlap(a, b) -> float:
     """Intersection over the smaller box's area: 1 when one box holds the other."""
@@ -270,22 +324,13 @@ def crop_face(rgb: np.ndarray, face: Face, size: int = 48, config: FaceConfig | 
     return cv2.warpAffine(src, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def crop_points_to_image(points: np.ndarray, face: Face, size: int, config: FaceConfig,
-                         whole_image: bool = False) -> np.ndarray:
-    """The inverse of `crop_face` for landmarks: crop-unit points (x, y in 0..1 across the crop, z like x)
-    -> pixels of the image the face was found in. With `whole_image`, the crop was the whole `face.box`
-    resized to a square (inputs that already are face crops)."""
-    out = points.astype(np.float64).copy()
-    if whole_image:
-        x1, y1, x2, y2 = face.box
-        out[:, 0] *= x2 - x1
-        out[:, 1] *= y2 - y1
-        out[:, 2] *= x2 - x1
-        return out.astype(np.float32)
-    inv = cv2.invertAffineTransform(crop_transform(face, size, config))
-    out[:, :2] = (out[:, :2] * size) @ inv[:, :2].T + inv[:, 2]
-    out[:, 2] *= size * np.sqrt(abs(np.linalg.det(inv[:, :2])))
-    return out.astype(np.float32)
+def _crop_matrix(face: Face, size: int, config: FaceConfig) -> np.ndarray:
+    """(4, 4): the image's [x, y, z, 1] (pixels) -> crop units, as `crop_face` maps the pixels; z scales like x."""
+    m = crop_transform(face, size, config) / size
+    out = np.eye(4)
+    out[:2, :2], out[:2, 3] = m[:, :2], m[:, 2]
+    out[2, 2] = np.sqrt(abs(np.linalg.det(m[:, :2])))
+    return out
 
 
 def resize_gray(gray: np.ndarray, size: int) -> np.ndarray:

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from .artifacts import load_artifacts
-from .faces import Face, FaceConfig, FaceDetector, crop_face, crop_points_to_image, resize_gray, to_gray
-from .imageio import ImageInput, read_rgb
+from .faces import FaceConfig, FaceCrops, FaceDetector, whole_image_crop
+from .imageio import ImageInput
 from .landmarks import N_BLENDSHAPES, N_POINTS, FaceMesh, MeshConfig, blendshape_names
 from .model import flip_average, with_mirrors
 from .transforms import guide_grid, images_to_tensor, landmark_features, soften, zoom_crops, zoom_points
@@ -138,12 +138,9 @@ class Predictor:
             ImageLoadError: the input is not a readable image.
         """
         if not detect:
-            rgb, _ = read_rgb(image)
-            return self._classify([to_gray(rgb)], [_whole_image(rgb)], whole_image=True, live=live)
-        faces, crops, scale, size = self.face_crops(image, detect_max_side, min_face_fraction, urgent, edge_pass)
-        if not faces:
-            return []
-        return [r.scaled(1 / scale) for r in self._classify(crops, faces, urgent=urgent, live=live, frame=size)]
+            return self._classify(whole_image_crop(image, self.crop_size), live=live)
+        found = self.find_faces(image, detect_max_side, min_face_fraction, urgent, edge_pass)
+        return [r.scaled(1 / found.scale) for r in self._classify(found, urgent=urgent, live=live)]
 
     def predict_at(self, image: ImageInput, boxes: list[tuple[float, float, float, float]], urgent: bool = False,
                    live: bool = False) -> list[FaceResult]:
@@ -160,30 +157,22 @@ class Predictor:
         """
         if not boxes:
             return []
-        rgb, _ = read_rgb(image)
-        faces = [_known_face(b) for b in boxes]
-        return self._classify(self._grey_crops(rgb, faces), faces, urgent=urgent, live=live, frame=rgb.shape[1::-1])
+        return self._classify(self.detector.at(image, boxes, self.crop_size), urgent=urgent, live=live)
 
-    def face_crops(self, image: ImageInput, detect_max_side: int | None = None, min_face_fraction: float | None = None,
-                   urgent: bool = False, edge_pass: bool = True) -> tuple[list[Face], list[np.ndarray], float, tuple[int, int]]:
+    def find_faces(self, image: ImageInput, detect_max_side: int | None = None, min_face_fraction: float | None = None,
+                   urgent: bool = False, edge_pass: bool = True) -> FaceCrops:
         """The detection half of `predict`: every face (largest first) and its grey crop as the network's
-        preprocessing sees it, the scale the image was decoded at (boxes are in those pixels) and its (width, height)."""
-        rgb, scale = read_rgb(image, detect_max_side or self.face_config.detect_max_side)
-        faces = self.detector.detect(rgb, max_side=detect_max_side, min_face_fraction=min_face_fraction, urgent=urgent,
-                                     edge_pass=edge_pass)
-        return faces, self._grey_crops(rgb, faces), scale, rgb.shape[1::-1]
-
-    def _grey_crops(self, rgb: np.ndarray, faces: list[Face]) -> list[np.ndarray]:
-        """Each face's grey crop, framed as the model's training faces were."""
-        return [to_gray(crop_face(rgb, f, self.crop_size, self.face_config)) for f in faces]
+        preprocessing sees it (`FaceDetector.find`)."""
+        return self.detector.find(image, self.crop_size, detect_max_side, min_face_fraction, urgent, edge_pass)
 
     def predict_batch(self, images: list[ImageInput], detect: bool = False) -> list[list[FaceResult]]:
         """Predicts many images; with detect=False (face crops) all go through the model in one batch."""
         if detect:
             return [self.predict(im, detect=True) for im in images]
-        rgbs = [read_rgb(im)[0] for im in images]
-        return [[r] for r in self._classify([to_gray(rgb) for rgb in rgbs], [_whole_image(rgb) for rgb in rgbs],
-                                            whole_image=True)]
+        parts = [whole_image_crop(im, self.crop_size) for im in images]
+        batch = FaceCrops([p.faces[0] for p in parts], np.concatenate([p.crops for p in parts]),
+                          np.concatenate([p.to_image for p in parts]), np.zeros(len(parts), bool), 1.0, (0, 0))
+        return [[r] for r in self._classify(batch)]
 
     def mesh_points(self, crops, urgent: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The Face Landmarker on each crop-size grey crop: (N, 468, 3) crop-unit landmarks (zeros where none),
@@ -211,40 +200,27 @@ class Predictor:
         return torch.softmax((logp.cpu() + self.class_bias) / self.temperature, dim=1).numpy()
 
     @torch.inference_mode()
-    def _classify(self, grays: list[np.ndarray], faces: list[Face], whole_image: bool = False,
-                  urgent: bool = False, live: bool = False, frame: tuple[int, int] | None = None) -> list[FaceResult]:
-        size = self.crop_size
-        crops = np.stack([resize_gray(g, size) for g in grays])
-        mesh = _MESH_THREADS.submit(self.mesh_points, crops, urgent)  # the network's image branch runs meanwhile
-        probs = self._probs(crops, mesh, live)
-        points, found, shapes = mesh.result()
+    def _classify(self, found: FaceCrops, urgent: bool = False, live: bool = False) -> list[FaceResult]:
+        if not found.faces:
+            return []
+        mesh = _MESH_THREADS.submit(self.mesh_points, found.crops, urgent)  # the network's image branch runs meanwhile
+        probs = self._probs(found.crops, mesh, live)
+        points, ok, shapes = mesh.result()
+        # the crop's inverse (found.to_image) takes the landmarks to the image's pixels
+        image_points = np.concatenate([points, np.ones((*points.shape[:2], 1), np.float32)], axis=2) @ found.to_image.transpose(0, 2, 1)
         names = blendshape_names()
         results = []
-        for i, face in enumerate(faces):
+        for i, face in enumerate(found.faces):
             p = {c: float(v) for c, v in zip(self.classes, probs[i])}
-            lm = bs = None
-            if found[i]:
-                lm = crop_points_to_image(points[i], face, size, self.face_config, whole_image)
-                bs = {n: float(v) for n, v in zip(names, shapes[i])}
-            cut = frame is not None and face.cut_by(*frame)  # frame: the image's (width, height)
-            results.append(FaceResult(face.box, max(p, key=p.get), p, lm, face.prob, bs, cut))
+            lm = image_points[i, :, :3].astype(np.float32) if ok[i] else None
+            bs = {n: float(v) for n, v in zip(names, shapes[i])} if ok[i] else None
+            results.append(FaceResult(face.box, max(p, key=p.get), p, lm, face.prob, bs, bool(found.cut[i])))
         return results
 
 
 # The mesh of a batch of crops runs here, beside the network (`_log_probs`). Several, because a live frame's
 # mesh must not queue behind a photo's: the Face Landmarker's own lock orders them, urgent first.
 _MESH_THREADS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fusion-fer-mesh")
-
-
-def _known_face(box) -> Face:
-    """A pseudo-detection at a box given by the caller (no keypoints; probability 1)."""
-    return Face(tuple(float(v) for v in box), 1.0, np.zeros((5, 2), np.float32))
-
-
-def _whole_image(rgb: np.ndarray) -> Face:
-    """A pseudo-detection covering the whole image, for inputs that already are face crops."""
-    h, w = rgb.shape[:2]
-    return _known_face((0, 0, w, h))
 
 
 @torch.inference_mode()

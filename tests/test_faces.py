@@ -214,3 +214,37 @@ def test_a_large_face_cut_by_the_edge_is_found_and_said_to_be_cut(detector, astr
     assert len(cut) == 1 and cut[0].cut_by(w, h)
     whole = [f for f in faces if f is not cut[0]]
     assert len(whole) == 1 and not whole[0].cut_by(w, h)
+
+
+def test_a_crops_inverse_takes_its_pixels_back_to_the_image(hopper_rgb):
+    """`FaceCrops.to_image` undoes the crop, rotation included: a dot drawn on the face, found in the crop,
+    maps back to where it was drawn, and depth scales with the crop's size in the image."""
+    from fusion_fer.faces import FaceDetector, crop_face, to_gray
+
+    det = FaceDetector(FaceConfig(align=True))
+    h, w = hopper_rgb.shape[:2]
+    rot = cv2.warpAffine(hopper_rgb, cv2.getRotationMatrix2D((w / 2, h / 2), 20, 1.0), (w, h), borderMode=cv2.BORDER_REPLICATE)
+    found = det.find(rot)
+    face = found.faces[0]
+    assert abs(face.roll) > 12 and found.crops.shape == (1, 48, 48) and found.scale == 1.0 and found.size == (w, h)
+    side = face.size * det.config.crop_scale  # the crop's side in image pixels
+    x1, y1, x2, y2 = face.box
+    dot = np.array([x1 + 0.3 * (x2 - x1), y1 + 0.6 * (y2 - y1)])  # off-centre, so a wrong rotation shows
+    marked = rot.copy()
+    cv2.circle(marked, tuple(int(round(v)) for v in dot), max(2, int(side / 40)), (255, 255, 255), -1)
+    diff = to_gray(crop_face(marked, face, 48, det.config)).astype(int) - found.crops[0]
+    cy, cx = np.unravel_index(np.argmax(diff), diff.shape)
+    back = found.to_image[0] @ np.array([(cx + 0.5) / 48, (cy + 0.5) / 48, 0.1, 1.0])
+    assert np.hypot(*(back[:2] - dot)) < 1.5 * side / 48  # within a crop pixel and a half
+    assert abs(back[2] - 0.1 * side) < 1e-6 * side
+
+
+def test_an_input_that_is_a_face_crop_is_its_own_frame():
+    from fusion_fer.faces import whole_image_crop
+
+    img = np.zeros((40, 60, 3), np.uint8)
+    img[:, 30:] = 200
+    found = whole_image_crop(img)
+    assert found.crops.shape == (1, 48, 48) and found.crops[0, :, :20].max() == 0 and found.crops[0, :, 28:].min() > 150
+    assert np.allclose(found.to_image[0] @ [1.0, 1.0, 0.5, 1.0], [60, 40, 30, 1])
+    assert not found.cut[0] and found.faces[0].box == (0.0, 0.0, 60.0, 40.0)

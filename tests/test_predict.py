@@ -252,3 +252,38 @@ def test_predict_at_a_known_box_is_predict_without_detection(hopper_rgb):
     blank = np.full_like(hopper_rgb, 90)
     assert p.predict_at(blank, [full.box])[0].landmarks is None
     assert p.predict_at(hopper_rgb, []) == []
+
+
+def test_the_image_goes_down_through_the_modules_once(predictor):
+    """The image's walk through `predict`: followed line by line in predict.py, faces.py and imageio.py, it
+    climbs back up into predict.py at most twice and comes back to a file it had left at most 3 times
+    (one way in for pixels in imageio, detection, crops and their inverse in faces)."""
+    import os
+    import sys
+
+    import fusion_fer
+    from fusion_fer.samples import grace_hopper
+
+    root = os.path.dirname(fusion_fer.__file__)
+    files = {os.path.join(root, f) for f in ("predict.py", "faces.py", "imageio.py")}
+    path = str(grace_hopper())
+    predictor.predict(path)  # first call: lazy imports and threads start outside the trace
+    stays: list[str] = []
+
+    def trace(frame, event, arg):
+        f = frame.f_code.co_filename
+        if event == "line" and f in files and (not stays or stays[-1] != f):
+            stays.append(f)
+        return trace
+
+    sys.settrace(trace)
+    try:
+        faces = predictor.predict(path)
+    finally:
+        sys.settrace(None)
+    assert len(faces) == 1 and faces[0].landmarks is not None
+    names = [os.path.basename(f) for f in stays]
+    climbs = sum(b == "predict.py" for b in names[1:])
+    returns = sum(b in names[:i] for i, b in enumerate(names[1:], 1))
+    assert {"faces.py", "imageio.py"} <= set(names)  # the trace saw the walk
+    assert climbs <= 2 and returns <= 3, " > ".join(names)

@@ -76,9 +76,9 @@ def selection_sets(predictor: Predictor, data_root: str | Path) -> list[FaceSet]
     photos = read_posed_photos(data.posed)
     crops, detected = [], []
     for path in tqdm(photos.paths, desc="posed photos: detection", leave=False, unit="photo"):
-        faces, face_crops, _, _ = predictor.face_crops(path)
-        detected.append(bool(faces))
-        crops.append(face_crops[0] if faces else np.zeros((48, 48), np.uint8))  # the largest face, as predict() answers
+        found = predictor.find_faces(path)
+        detected.append(bool(found.faces))
+        crops.append(found.crops[0] if found.faces else np.zeros((48, 48), np.uint8))  # the largest face, as predict() answers
     crops = np.stack(crops)
     points, found, _ = predictor.mesh_points(crops)
     sets.append(FaceSet("taiwanese", crops, points, found & np.array(detected), photos.labels, CLASSES, np.array(detected)))
