@@ -1,7 +1,9 @@
 """A lock for the models that every request shares: a live frame waiting behind photo uploads would make
-the stream stutter, so urgent holders are served first."""
+the stream stutter, so urgent holders are served first. And the threads' CPU priorities that keep photos behind live frames."""
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,3 +40,30 @@ class PriorityLock:
             with self._cond:
                 self._held = False
                 self._cond.notify_all()
+
+
+def lower_thread_priority(niceness: int) -> bool:
+    """Raises the calling thread's nice value by `niceness` (Linux keeps one per thread; threads it
+    starts later, such as torch's, inherit it).
+
+    Returns:
+        True if applied; False where the OS has no per-thread priority (then nothing changes).
+    """
+    if not sys.platform.startswith("linux"):
+        return False  # elsewhere PRIO_PROCESS would renice the whole server
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + niceness))
+        return True
+    except (AttributeError, OSError):
+        return False
+
+
+def thread_niceness() -> int:
+    """The calling thread's nice value on Linux (0 elsewhere, where threads have no priority of their own)."""
+    if not sys.platform.startswith("linux"):
+        return 0
+    try:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    except (AttributeError, OSError):
+        return 0

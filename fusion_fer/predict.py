@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from .artifacts import load_artifacts
 from .faces import FaceConfig, FaceCrops, FaceDetector, whole_image_crop
 from .imageio import ImageInput
 from .landmarks import N_BLENDSHAPES, N_POINTS, FaceMesh, MeshConfig, blendshape_names
+from .locks import thread_niceness
 from .model import flip_average, with_mirrors
 from .transforms import guide_grid, images_to_tensor, landmark_features, soften, zoom_crops, zoom_points
 
@@ -203,7 +205,7 @@ class Predictor:
     def _classify(self, found: FaceCrops, urgent: bool = False, live: bool = False) -> list[FaceResult]:
         if not found.faces:
             return []
-        mesh = _MESH_THREADS.submit(self.mesh_points, found.crops, urgent)  # the network's image branch runs meanwhile
+        mesh = _mesh_threads().submit(self.mesh_points, found.crops, urgent)  # the network's image branch runs meanwhile
         probs = self._probs(found.crops, mesh, live)
         points, ok, shapes = mesh.result()
         # the crop's inverse (found.to_image) takes the landmarks to the image's pixels
@@ -218,9 +220,21 @@ class Predictor:
         return results
 
 
-# The mesh of a batch of crops runs here, beside the network (`_log_probs`). Several, because a live frame's
-# mesh must not queue behind a photo's: the Face Landmarker's own lock orders them, urgent first.
-_MESH_THREADS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fusion-fer-mesh")
+_MESH_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _mesh_threads() -> ThreadPoolExecutor:
+    """Where a batch's mesh runs beside the network (`_log_probs`): threads at the caller's CPU priority, so
+    a photo's mesh stays behind live frames as the photo does (`serving.BackgroundPool`). A new thread
+    inherits its creator's nice value, and a pool's threads are made by callers of its own niceness.
+    Several threads a pool, so a live frame's mesh need not queue behind a photo's: the Face Landmarker's
+    own lock orders them, urgent first."""
+    nice = thread_niceness()
+    with _POOLS_LOCK:
+        if nice not in _MESH_POOLS:
+            _MESH_POOLS[nice] = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"fusion-fer-mesh-nice{nice}")
+        return _MESH_POOLS[nice]
 
 
 @torch.inference_mode()

@@ -7,26 +7,7 @@ want the CPU the live frames get it, and the photos take whatever is left. Photo
 decoded by many threads, fragment glibc's heaps (`steady_malloc`)."""
 from __future__ import annotations
 
-import os
-import sys
-import threading
-
-
-def lower_thread_priority(niceness: int) -> bool:
-    """Raises the calling thread's nice value by `niceness` (Linux keeps one per thread; threads it
-    starts later, such as torch's, inherit it).
-
-    Returns:
-        True if applied; False where the OS has no per-thread priority (then nothing changes).
-    """
-    if not sys.platform.startswith("linux"):
-        return False  # elsewhere PRIO_PROCESS would renice the whole server
-    try:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + niceness))
-        return True
-    except (AttributeError, OSError):
-        return False
+from .locks import lower_thread_priority
 
 
 class BackgroundPool:
