@@ -287,3 +287,31 @@ def test_the_image_goes_down_through_the_modules_once(predictor):
     returns = sum(b in names[:i] for i, b in enumerate(names[1:], 1))
     assert {"faces.py", "imageio.py"} <= set(names)  # the trace saw the walk
     assert climbs <= 2 and returns <= 3, " > ".join(names)
+
+
+def test_the_mesh_beside_the_network_gives_the_sequential_answer_and_gives_torchs_threads_back(predictor, hopper_rgb):
+    """`predict` runs the image branch while the mesh is found on another thread; the answer must equal the
+    one from the finished mesh (`crop_probs`, which evaluation uses), and torch must get its threads back."""
+    import torch
+
+    threads = torch.get_num_threads()
+    face = predictor.predict(hopper_rgb)[0]
+    assert torch.get_num_threads() == threads
+    found = predictor.find_faces(hopper_rgb)
+    points, ok, _ = predictor.mesh_points(found.crops)
+    probs = predictor.crop_probs(found.crops, points, ok)[0]
+    assert np.allclose([face.probs[c] for c in predictor.classes], probs, atol=1e-5)
+
+
+def test_importing_fusion_fer_shortens_torchs_openmp_spin_unless_the_user_chose_one():
+    import os
+    import subprocess
+    import sys
+
+    def spin(env):
+        code = "import os, fusion_fer; print(os.environ['GOMP_SPINCOUNT'])"
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.strip()
+
+    env = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"}
+    assert spin(env) == "30000"
+    assert spin({**env, "GOMP_SPINCOUNT": "5"}) == "5"
