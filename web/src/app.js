@@ -11,6 +11,7 @@ const COLORS = {
   sad: "rgb(33,118,174)", surprise: "rgb(247,127,0)", neutral: "rgb(160,160,160)", contempt: "rgb(140,86,75)",
 };
 const SMOOTH_S = 0.25; // the live label's time constant, as the Python stream's
+const TEXT_EVERY_MS = 150; // live: the bar chart and the rate are rewritten at most this often
 const $ = (id) => document.getElementById(id);
 let pipe;
 let busy = Promise.resolve();
@@ -19,7 +20,7 @@ function setStatus(text) { $("status").textContent = text; }
 
 function drawFaces(canvas, source, faces) {
   const w = source.videoWidth || source.width, h = source.videoHeight || source.height;
-  canvas.width = w; canvas.height = h;
+  if (canvas.width !== w || canvas.height !== h) { canvas.width = w; canvas.height = h; } // resizing reallocates it
   const ctx = canvas.getContext("2d");
   ctx.drawImage(source, 0, 0, w, h);
   const lw = Math.max(2, Math.round(Math.min(w, h) / 250));
@@ -82,7 +83,7 @@ async function showPhoto(file) {
 }
 
 // -- live ---------------------------------------------------------------------------------------
-const live = { running: false, tracks: [], nextId: 1, shown: [] };
+const live = { running: false, tracks: [], nextId: 1, shown: [], textAt: -Infinity };
 
 function iou(a, b) {
   const iw = Math.max(0, Math.min(a[2], b[2]) - Math.max(a[0], b[0])), ih = Math.max(0, Math.min(a[3], b[3]) - Math.max(a[1], b[1]));
@@ -118,14 +119,17 @@ async function liveLoop() {
       const now = performance.now();
       const faces = smooth(await pipe.predictLive(video, $("model").value, now), now);
       drawFaces($("live-canvas"), video, faces);
-      if (faces.length) {
-        live.shown.push(performance.now());
-        bars($("live-bars"), faces[0].probs);
-      }
+      if (faces.length) live.shown.push(performance.now());
       while (live.shown.length && performance.now() - live.shown[0] > 3000) live.shown.shift();
-      const n = live.shown.length;
-      $("live-fps").textContent = n > 1
-        ? `${((n - 1) * 1000 / (live.shown[n - 1] - live.shown[0])).toFixed(1)} labelled frames/s` : "no face";
+      // the bars and the rate are rewritten a few times a second, not every frame: their layout costs frames,
+      // and the smoothed probabilities change slowly anyway
+      if (!(live.textAt > performance.now() - TEXT_EVERY_MS)) {
+        live.textAt = performance.now();
+        if (faces.length) bars($("live-bars"), faces[0].probs);
+        const n = live.shown.length;
+        $("live-fps").textContent = n > 1
+          ? `${((n - 1) * 1000 / (live.shown[n - 1] - live.shown[0])).toFixed(1)} labelled frames/s` : "no face";
+      }
     }
     await new Promise((r) => requestAnimationFrame(r));
   }
