@@ -56,14 +56,15 @@ export class Pipeline {
     return m;
   }
 
-  /** The Face Landmarker that runs on 48 px crops, with the model's mesh settings (one per setting). */
-  async cropMesh(cfg) {
-    const key = JSON.stringify(cfg);
+  /** The Face Landmarker that runs on 48 px crops, with the model's mesh settings (one per setting). Live frames
+   * show no blendshapes, so theirs leaves the blendshape model out. */
+  async cropMesh(cfg, blendshapes = true) {
+    const key = JSON.stringify([cfg, blendshapes]);
     if (!this.cropMeshes[key]) {
       this.cropMeshes[key] = await this.vision.FaceLandmarker.createFromOptions(this.fileset, {
         baseOptions: { modelAssetBuffer: this.task, delegate: "CPU" }, runningMode: "IMAGE", numFaces: 1,
         minFaceDetectionConfidence: cfg.min_detection_confidence, minFacePresenceConfidence: cfg.min_detection_confidence,
-        outputFaceBlendshapes: true,
+        outputFaceBlendshapes: blendshapes,
       });
     }
     return this.cropMeshes[key];
@@ -140,7 +141,7 @@ export class Pipeline {
     const t0 = performance.now();
     const crop = cropFace(gray, w, h, face, size, cfg.face);
     const t1 = performance.now();
-    const found = keepMesh || meshOnCrop(await this.cropMesh(cfg.mesh), crop, size, cfg.mesh);
+    const found = keepMesh || meshOnCrop(await this.cropMesh(cfg.mesh, !live), crop, size, cfg.mesh);
     const t2 = performance.now();
     const zooms = live ? (cfg.live_zooms || [nearestOne(cfg.zooms || [1.0])]) : (cfg.zooms || [1.0]);
     const probs = await this.logProbs(m, crop, found ? found.points : null, zooms, live || "both");
@@ -368,7 +369,7 @@ function meshOnCrop(landmarker, crop, size, cfg) {
     pts[i * 3 + 2] = (q.z * full) / d;
   }
   const blendshapes = {};
-  for (const c of (res.faceBlendshapes[0] || { categories: [] }).categories) blendshapes[c.categoryName] = c.score;
+  for (const c of (res.faceBlendshapes?.[0] || { categories: [] }).categories) blendshapes[c.categoryName] = c.score;
   return { points: pts, blendshapes };
 }
 
