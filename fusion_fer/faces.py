@@ -216,14 +216,14 @@ class FaceDetector:
     def at(self, image: ImageInput, boxes: list[tuple[float, float, float, float]], size: int = 48) -> FaceCrops:
         """The faces at known boxes (a tracker's, between detections), cropped as `find` crops them."""
         rgb, _ = read_rgb(image)
-        return self._crops(rgb, [Face(tuple(float(v) for v in b), 1.0, np.zeros((5, 2), np.float32)) for b in boxes], size, 1.0)
+        return self._crops(rgb, [_known_face(b) for b in boxes], size, 1.0)
 
     def _crops(self, rgb: np.ndarray, faces: list[Face], size: int, scale: float) -> FaceCrops:
         h, w = rgb.shape[:2]
         crops = [to_gray(crop_face(rgb, f, size, self.config)) for f in faces]
         return FaceCrops(faces, np.stack(crops) if crops else np.zeros((0, size, size), np.uint8),
                          np.stack([np.linalg.inv(_crop_matrix(f, size, self.config)) for f in faces]) if faces
-                         else np.zeros((0, 4, 4)), np.array([f.cut_by(w, h) for f in faces], bool), scale, (w, h))
+                         else np.zeros((0, 4, 4)), np.array([f.cut_by(w, h) for f in faces], bool), scale)
 
 
 @dataclass
@@ -237,7 +237,6 @@ class FaceCrops:
             the crop, z like x) to the decoded image's pixels: the inverse of the crop.
         cut: (N,) the face reaches beyond the image's edge (`Face.cut_by`).
         scale: the decoded image's size over the original's (a big file is decoded small).
-        size: the decoded image's (width, height).
     """
 
     faces: list[Face]
@@ -245,16 +244,19 @@ class FaceCrops:
     to_image: np.ndarray
     cut: np.ndarray
     scale: float
-    size: tuple[int, int]
+
+
+def _known_face(box) -> Face:
+    """A pseudo-detection at a box given by the caller (no keypoints; probability 1)."""
+    return Face(tuple(float(v) for v in box), 1.0, np.zeros((5, 2), np.float32))
 
 
 def whole_image_crop(image: ImageInput, size: int = 48) -> FaceCrops:
     """An input that already is a face crop (like FER2013's images), resized to `size` grey."""
     rgb, _ = read_rgb(image)
     h, w = rgb.shape[:2]
-    face = Face((0.0, 0.0, float(w), float(h)), 1.0, np.zeros((5, 2), np.float32))
-    return FaceCrops([face], resize_gray(to_gray(rgb), size)[None], np.diag([w, h, w, 1.0])[None],
-                     np.zeros(1, bool), 1.0, (w, h))
+    return FaceCrops([_known_face((0, 0, w, h))], resize_gray(to_gray(rgb), size)[None], np.diag([w, h, w, 1.0])[None],
+                     np.zeros(1, bool), 1.0)
 
 
 def _overlap(a, b) -> float:

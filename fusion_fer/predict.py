@@ -173,7 +173,7 @@ class Predictor:
             return [self.predict(im, detect=True) for im in images]
         parts = [whole_image_crop(im, self.crop_size) for im in images]
         batch = FaceCrops([p.faces[0] for p in parts], np.concatenate([p.crops for p in parts]),
-                          np.concatenate([p.to_image for p in parts]), np.zeros(len(parts), bool), 1.0, (0, 0))
+                          np.concatenate([p.to_image for p in parts]), np.zeros(len(parts), bool), 1.0)
         return [[r] for r in self._classify(batch)]
 
     def mesh_points(self, crops, urgent: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -191,9 +191,7 @@ class Predictor:
     def crop_probs(self, crops: np.ndarray, points: np.ndarray, found: np.ndarray, live: bool = False) -> np.ndarray:
         """The served probabilities (N, classes) of grey crops whose mesh is known: framings, mirror, softening,
         class offsets and temperature, as `predict` gives them (evaluation on prepared caches uses this too)."""
-        mesh: Future = Future()
-        mesh.set_result((points, found))
-        return self._probs(crops, mesh, live)
+        return self._probs(crops, _known_mesh(points, found), live)
 
     @torch.inference_mode()
     def _probs(self, crops: np.ndarray, mesh: Future, live: bool) -> np.ndarray:
@@ -250,9 +248,14 @@ def log_probs(model, crops: np.ndarray, points: np.ndarray, found: np.ndarray, s
     Returns:
         (B, classes) float32 log-probabilities, averaged over the framings (and flips).
     """
+    return _log_probs(model, crops, _known_mesh(points, found), stats, device, flip, bf16, zooms, soften_sigma)
+
+
+def _known_mesh(points: np.ndarray, found: np.ndarray) -> Future:
+    """A mesh found already, in the form `_log_probs` waits on."""
     mesh: Future = Future()
     mesh.set_result((points, found))
-    return _log_probs(model, crops, mesh, stats, device, flip, bf16, zooms, soften_sigma)
+    return mesh
 
 
 def _log_probs(model, crops: np.ndarray, mesh: Future, stats, device: torch.device, flip: bool, bf16: bool,
