@@ -119,6 +119,47 @@ def test_retrain_on_own_photo_folder_end_to_end(tmp_path, hopper_rgb, astronaut_
     assert len(faces) == 1 and abs(sum(faces[0].probs.values()) - 1) < 1e-4
 
 
+def test_fer2013_weight_mixes_the_original_label_into_the_vote_targets():
+    """(1-w) FER+ votes + w FER2013's label, at the label's own class: FER2013's 7 are the first 7 of FER+'s 8."""
+    from types import SimpleNamespace
+
+    from fusion_fer.labels import FERPLUS_CLASSES
+    from fusion_fer.research.training import training_targets
+
+    # Columns: neutral, happiness, surprise, sadness, anger, disgust, fear, contempt, unknown, NF.
+    votes = np.array([[0, 4, 6, 0, 0, 0, 0, 0, 0, 0],   # raters: surprise 6 to 4; FER2013 said happy
+                      [0, 0, 0, 0, 0, 0, 0, 0, 9, 1],   # raters: unknown; FER2013 said angry
+                      [0, 0, 0, 0, 8, 2, 0, 0, 0, 0]])  # raters and FER2013 agree: angry
+    cache = SimpleNamespace(ferplus_votes=votes, labels=np.array([3, 0, 0]))
+    hard0, soft0 = training_targets(cache, "ferplus8")
+    hard, soft = training_targets(cache, "ferplus8", fer2013_weight=0.5)
+    assert FERPLUS_CLASSES[hard0[0]] == "surprise" and FERPLUS_CLASSES[hard[0]] == "happy"
+    assert np.allclose(soft[0], 0.5 * soft0[0] + 0.5 * np.eye(8)[FERPLUS_CLASSES.index("happy")])
+    assert hard[1] == -1 and not soft[1].any()  # not a usable FER+ face: FER2013's label does not bring it back
+    assert np.allclose(soft[2], [0.9, 0.1, 0, 0, 0, 0, 0, 0]) and np.allclose(soft.sum(1), [1, 0, 1])
+    with pytest.raises(ValueError, match="needs labels ferplus8"):
+        TrainConfig(labels="fer2013", fer2013_weight=0.3)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        TrainConfig(labels="ferplus8", fer2013_weight=1.5)
+
+
+def test_a_photo_run_logs_publictest_with_fer2013s_labels_too(tiny_cache, photo_cache, tmp_path):
+    """The log's FER2013 column is the mirrored argmax over all 8 classes against FER2013's own labels."""
+    from fusion_fer.research.training import load_run_model, predict_cache
+
+    cache = load_cache(tiny_cache)
+    cfg = TrainConfig(epochs=1, batch_size=8, lr=1e-2, warmup_epochs=0, labels="ferplus8", fer2013_weight=0.3, bf16=False,
+                      device="cpu", model=SMALL, photos=(str(photo_cache),), photo_share=0.5, keep_epoch=1,
+                      augment=AugmentConfig(rotate=5, erase_p=0))
+    train(cache, tmp_path / "run", cfg, progress=False)
+    row = list(csv.DictReader(open(tmp_path / "run" / "log.csv")))[0]
+    model, stats, _ = load_run_model(tmp_path / "run")
+    public = np.flatnonzero((cache.splits == 1) & cache.face)
+    pred = predict_cache(model, cache, public, stats, torch.device("cpu"), flip=True).argmax(1)
+    assert float(row["val_acc_fer2013_mirror"]) == pytest.approx(float((pred == cache.labels[public]).mean()))
+    assert json.loads((tmp_path / "run" / "args.json").read_text())["fer2013_weight"] == 0.3
+
+
 def test_train_cli_reports_bad_data(tmp_path, capsys):
     import train as train_cli
 
