@@ -50,6 +50,10 @@ class FaceConfig:
     mesh_crop_scale: float = 1.143
     mesh_crop_shift_x: float = -0.002
     mesh_crop_shift_y: float = -0.061
+    # The browser app's photos: the answers for these squares around the calibrated one are averaged, each
+    # (side factor, vertical shift in mesh-box sides). MTCNN's square, which the network learnt from, scatters
+    # around the mesh box by a few per cent (`python -m fusion_fer.research.parity`; docs/model-selection-log.md).
+    mesh_squares: tuple[tuple[float, float], ...] = ((1.0, 0.0),)
 
 
 @dataclass

@@ -183,8 +183,8 @@ def test_a_second_model_shares_the_detector_and_mesh(model_dir, predictor):
 def test_shipped_models_answer_as_before_on_the_sample_photos():
     """Labels, probabilities and boxes of both shipped models on the sample photos and an assembled group,
     against tests/data/golden_predictions.json (re-recorded when the mesh became the Face Landmarker's, and
-    ferplus's again when the default learnt from clear photos: every label as before but fer2013's on Grace
-    Hopper, neutral before, now sad, a near tie)."""
+    ferplus's again each time the default was retrained: every label as before but fer2013's on Grace Hopper,
+    neutral before, now sad, a near tie)."""
     import json
 
     from fusion_fer.samples import astronaut, cameraman, grace_hopper

@@ -84,7 +84,7 @@ export class Pipeline {
     faces.sort((a, b) => b.size - a.size);
     const out = [];
     this.stages = { crop: 0, mesh: 0, network: 0 };
-    for (const face of faces) out.push(await this.classify(m, gray, w, h, face, false));
+    for (const face of faces) out.push(await this.classifyPhoto(m, gray, face));
     // where a frame's time goes, for benchmarks/bench_web.py
     this.timings = { find: t[1] - t[0], gray: t[2] - t[1], ...this.stages, total: performance.now() - t[0] };
     return out;
@@ -109,7 +109,10 @@ export class Pipeline {
     }
     t.push(performance.now());
     if (!faces.length) return [];
-    const gray = grayOf(video, w, h);
+    // only the pixels the crops read are converted: the faces' squares, not the whole frame
+    const rects = faces.map((f) => cropRect(f, w, h, 48, m.config.face));
+    const gray = grayOf(video, w, h, [Math.min(...rects.map((r) => r[0])), Math.min(...rects.map((r) => r[1])),
+      Math.max(...rects.map((r) => r[2])), Math.max(...rects.map((r) => r[3]))]);
     t.push(performance.now());
     this.stages = { crop: 0, mesh: 0, network: 0 };
     // One network view a frame: the face and its mirror on alternate frames. The per-face smoothing over
@@ -120,7 +123,7 @@ export class Pipeline {
       // Between two readings of its mesh a followed face keeps its box and its points (in that box's crop): at
       // webcam rates a face moves little in one frame, and the mesh is the costliest step here.
       const keep = !due && face.mesh && face.meshAge < MESH_EVERY - 1 ? face.mesh : null;
-      const r = await this.classify(m, gray, w, h, face, this.liveView, keep);
+      const r = await this.classify(m, gray, face, this.liveView, keep);
       if (r.follow) {
         r.follow.mesh = r.mesh;
         r.follow.meshAge = keep ? face.meshAge + 1 : 0;
@@ -133,13 +136,30 @@ export class Pipeline {
     return out;
   }
 
+  /** A face in a photo: the answers for the squares of config.json's `face.mesh_squares` around its mesh box,
+   * averaged. MTCNN's square, which the network learnt from, scatters around the mesh box by a few per cent;
+   * the average is nearer the Python app's answer than one square's (docs/model-selection-log.md). */
+  async classifyPhoto(m, gray, face) {
+    const fc = m.config.face;
+    const each = [];
+    for (const [factor, shift] of fc.mesh_squares || [[1, 0]]) {
+      const square = { ...fc, mesh_crop_scale: fc.mesh_crop_scale * factor, mesh_crop_shift_y: fc.mesh_crop_shift_y + shift };
+      each.push(await this.classify(m, gray, face, false, null, square));
+    }
+    if (each.length === 1) return each[0];
+    const classes = m.config.classes;
+    const mean = classes.map((c) => each.reduce((a, r) => a + r.probs[c], 0) / each.length);
+    return { ...each[0], ...labelled(classes, mean) }; // the mesh, blendshapes and follow box of the first square
+  }
+
   /** One face: crop, mesh, network. `live`: false for a photo (every framing with its mirror), or the
-   * view a live frame reads ("plain" or "mirror", one framing). */
-  async classify(m, gray, w, h, face, live, keepMesh = null) {
+   * view a live frame reads ("plain" or "mirror", one framing). `fc`: the crop's calibration. */
+  async classify(m, gray, face, live, keepMesh = null, fc = m.config.face) {
     const cfg = m.config;
+    const { w, h } = gray;
     const size = 48;
     const t0 = performance.now();
-    const crop = cropFace(gray, w, h, face, size, cfg.face);
+    const crop = cropFace(gray, face, size, fc);
     const t1 = performance.now();
     const found = keepMesh || meshOnCrop(await this.cropMesh(cfg.mesh, !live), crop, size, cfg.mesh);
     const t2 = performance.now();
@@ -152,15 +172,12 @@ export class Pipeline {
     const bias = cfg.class_bias || classes.map(() => 0);
     const t = cfg.temperature || 1.0;
     const final = softmax(probs.map((lp, k) => (lp + bias[k]) / t));
-    const byClass = Object.fromEntries(classes.map((c, k) => [c, final[k]]));
-    const order = classes.map((c, k) => k).sort((a, b) => final[b] - final[a]);
     const [x1, y1, x2, y2] = face.box;
     return {
-      box: face.box, label: classes[order[0]], confidence: final[order[0]], probs: byClass,
-      top3: order.slice(0, 3).map((k) => [classes[k], final[k]]), landmarksFound: !!found,
+      box: face.box, ...labelled(classes, final), landmarksFound: !!found,
       cut: x1 < -0.02 * face.size || y1 < -0.02 * face.size || x2 > w + 0.02 * face.size || y2 > h + 0.02 * face.size,
       blendshapes: found ? found.blendshapes : null,
-      follow: !found ? null : keepMesh ? { box: face.box, size: face.size } : followBox(found.points, face, cfg.face),
+      follow: !found ? null : keepMesh ? { box: face.box, size: face.size } : followBox(found.points, face, fc),
       mesh: found,
     };
   }
@@ -220,6 +237,15 @@ export class Pipeline {
   }
 }
 
+/** What a face's result says of its probabilities (one per class, in the model's order). */
+function labelled(classes, final) {
+  const order = classes.map((c, k) => k).sort((a, b) => final[b] - final[a]);
+  return {
+    label: classes[order[0]], confidence: final[order[0]], probs: Object.fromEntries(classes.map((c, k) => [c, final[k]])),
+    top3: order.slice(0, 3).map((k) => [classes[k], final[k]]),
+  };
+}
+
 export function nearestOne(zooms) {
   return zooms.reduce((a, b) => (Math.abs(b - 1) < Math.abs(a - 1) ? b : a));
 }
@@ -230,17 +256,20 @@ function sourceSize(src) {
   return { width: src.width, height: src.height };
 }
 
-/** The image's grey levels as OpenCV's RGB2GRAY computes them (fixed-point BT.601 weights). */
-export function grayOf(source, w, h) {
-  const canvas = new OffscreenCanvas(w, h);
+/** The image's grey levels as OpenCV's RGB2GRAY computes them (fixed-point BT.601 weights): of the whole
+ * image, or only of `rect` [x0, y0, x1, y1) in its pixels. {data, w, h, x0, y0, rw}: w and h are the image's. */
+export function grayOf(source, w, h, rect = null) {
+  const [x0, y0, x1, y1] = rect || [0, 0, w, h];
+  const rw = x1 - x0, rh = y1 - y0;
+  const canvas = new OffscreenCanvas(rw, rh);
   const ctx = canvas.getContext("2d", { willReadFrequently: true });
-  ctx.drawImage(source, 0, 0, w, h);
-  const rgba = ctx.getImageData(0, 0, w, h).data;
-  const gray = new Uint8Array(w * h);
-  for (let i = 0, p = 0; i < gray.length; i++, p += 4) {
-    gray[i] = (rgba[p] * 4899 + rgba[p + 1] * 9617 + rgba[p + 2] * 1868 + 8192) >> 14;
+  ctx.drawImage(source, x0, y0, rw, rh, 0, 0, rw, rh);
+  const rgba = ctx.getImageData(0, 0, rw, rh).data;
+  const data = new Uint8Array(rw * rh);
+  for (let i = 0, p = 0; i < data.length; i++, p += 4) {
+    data[i] = (rgba[p] * 4899 + rgba[p + 1] * 9617 + rgba[p + 2] * 1868 + 8192) >> 14;
   }
-  return gray;
+  return { data, w, h, x0, y0, rw };
 }
 
 /** A face from its mesh on the whole image: the 468 points' bounding box in pixels. */
@@ -272,11 +301,25 @@ function followBox(points, face, fc) {
   return meshBox(pts, 1, 1);
 }
 
-/** faces.crop_face for a mesh box: the calibrated square, box-filtered first when it is much larger
- * than the crop, then bilinear with the border repeated (OpenCV's 1/32-pixel positions). */
-export function cropFace(gray, w, h, face, size, fc) {
+/** The pixels [x0, y0, x1, y1) that cropFace reads for a face, within the image. */
+export function cropRect(face, w, h, size, fc) {
   const { cx, cy, side } = cropSquare(face, fc);
-  let src = gray, sw = w, sh = h, ox = 0, oy = 0, k = Math.floor(side / (2 * size));
+  const k = Math.max(1, Math.floor(side / (2 * size)));
+  const margin = 3 * k + 2; // the box filter's grid and its 2k border, and bilinear's neighbour
+  const x0 = Math.min(w - 1, Math.max(0, Math.floor(cx - side / 2) - margin));
+  const y0 = Math.min(h - 1, Math.max(0, Math.floor(cy - side / 2) - margin));
+  return [x0, y0, Math.max(x0 + 1, Math.min(w, Math.ceil(cx + side / 2) + margin)),
+    Math.max(y0 + 1, Math.min(h, Math.ceil(cy + side / 2) + margin))];
+}
+
+/** faces.crop_face for a mesh box: the calibrated square, box-filtered first when it is much larger
+ * than the crop, then bilinear with the border repeated (OpenCV's 1/32-pixel positions). `gray`: grayOf's,
+ * covering at least cropRect's pixels. */
+export function cropFace(gray, face, size, fc) {
+  const { w, h } = gray;
+  const { cx, cy, side } = cropSquare(face, fc);
+  const px = (x, y) => gray.data[(y - gray.y0) * gray.rw + x - gray.x0];
+  let src, sw = w, sh = h, ox = 0, oy = 0, k = Math.floor(side / (2 * size));
   if (k >= 2) { // PIL's reduce(k) over the crop's neighbourhood, on the whole image's k-grid
     const x0 = Math.min(Math.max(0, Math.floor((Math.floor(cx - side / 2) - 2 * k) / k) * k), Math.floor((w - 1) / k) * k);
     const y0 = Math.min(Math.max(0, Math.floor((Math.floor(cy - side / 2) - 2 * k) / k) * k), Math.floor((h - 1) / k) * k);
@@ -285,19 +328,21 @@ export function cropFace(gray, w, h, face, size, fc) {
     xe = Math.min(w, x0 + Math.ceil((xe - x0) / k) * k);
     ye = Math.min(h, y0 + Math.ceil((ye - y0) / k) * k);
     sw = Math.ceil((xe - x0) / k); sh = Math.ceil((ye - y0) / k);
-    src = new Uint8Array(sw * sh);
+    const reduced = new Uint8Array(sw * sh);
     for (let i = 0; i < sh; i++) {
       for (let j = 0; j < sw; j++) {
         let sum = 0, cnt = 0;
         for (let a = y0 + i * k; a < Math.min(ye, y0 + (i + 1) * k); a++) {
-          for (let b = x0 + j * k; b < Math.min(xe, x0 + (j + 1) * k); b++) { sum += gray[a * w + b]; cnt++; }
+          for (let b = x0 + j * k; b < Math.min(xe, x0 + (j + 1) * k); b++) { sum += px(b, a); cnt++; }
         }
-        src[i * sw + j] = Math.round(sum / cnt);
+        reduced[i * sw + j] = Math.round(sum / cnt);
       }
     }
+    src = (x, y) => reduced[y * sw + x];
     ox = x0; oy = y0;
   } else {
     k = 1;
+    src = px;
   }
   const out = new Uint8Array(size * size);
   const step = side / size;
@@ -305,16 +350,21 @@ export function cropFace(gray, w, h, face, size, fc) {
     for (let u = 0; u < size; u++) {
       const x = Math.round((((u - size / 2) * step + cx - ox) / k) * 32) / 32;
       const y = Math.round((((v - size / 2) * step + cy - oy) / k) * 32) / 32;
-      out[v * size + u] = Math.round(bilinear(src, sw, sh, x, y));
+      out[v * size + u] = Math.round(bilinearAt(src, sw, sh, x, y));
     }
   }
   return out;
 }
 
-function bilinear(img, w, h, x, y) {
+/** Bilinear at (x, y) of a w x h image read through `at(x, y)`, the border repeated. */
+function bilinearAt(at, w, h, x, y) {
   const x0 = Math.floor(x), y0 = Math.floor(y), fx = x - x0, fy = y - y0;
-  const at = (xx, yy) => img[Math.min(h - 1, Math.max(0, yy)) * w + Math.min(w - 1, Math.max(0, xx))];
-  return (at(x0, y0) * (1 - fx) + at(x0 + 1, y0) * fx) * (1 - fy) + (at(x0, y0 + 1) * (1 - fx) + at(x0 + 1, y0 + 1) * fx) * fy;
+  const p = (xx, yy) => at(Math.min(w - 1, Math.max(0, xx)), Math.min(h - 1, Math.max(0, yy)));
+  return (p(x0, y0) * (1 - fx) + p(x0 + 1, y0) * fx) * (1 - fy) + (p(x0, y0 + 1) * (1 - fx) + p(x0 + 1, y0 + 1) * fx) * fy;
+}
+
+function bilinear(img, w, h, x, y) {
+  return bilinearAt((xx, yy) => img[yy * w + xx], w, h, x, y);
 }
 
 /** cv2.resize(INTER_CUBIC) of a grey square, a = -0.75, the border repeated. */
