@@ -18,11 +18,23 @@ let busy = Promise.resolve();
 
 function setStatus(text) { $("status").textContent = text; }
 
-function drawFaces(canvas, source, faces) {
+/** Draws a photo or camera frame on a canvas; the canvas is resized only when the size changes (that reallocates
+ * it). `read`: the page reads the frame's pixels back from this canvas (the live view). */
+function showFrame(canvas, source, read = false) {
   const w = source.videoWidth || source.width, h = source.videoHeight || source.height;
-  if (canvas.width !== w || canvas.height !== h) { canvas.width = w; canvas.height = h; } // resizing reallocates it
+  if (canvas.width !== w || canvas.height !== h) { canvas.width = w; canvas.height = h; }
+  canvas.getContext("2d", { willReadFrequently: read }).drawImage(source, 0, 0, w, h);
+}
+
+function drawFaces(canvas, source, faces) {
+  showFrame(canvas, source);
+  drawLabels(canvas, faces);
+}
+
+/** Every face's box, then its number and label where it covers the fewest other boxes and labels. */
+function drawLabels(canvas, faces) {
+  const w = canvas.width, h = canvas.height;
   const ctx = canvas.getContext("2d");
-  ctx.drawImage(source, 0, 0, w, h);
   const lw = Math.max(2, Math.round(Math.min(w, h) / 250));
   const font = Math.max(12, Math.round(Math.min(w, h) / 32));
   ctx.font = `600 ${font}px system-ui, sans-serif`;
@@ -117,8 +129,12 @@ async function liveLoop() {
   while (live.running) {
     if (video.readyState >= 2) {
       const now = performance.now();
-      const faces = smooth(await pipe.predictLive(video, $("model").value, now), now);
-      drawFaces($("live-canvas"), video, faces);
+      // The camera's frame is drawn once and analysed from the canvas it is shown on: one conversion of the
+      // frame to pixels instead of two, and the labels are drawn on the very frame they were made from.
+      const canvas = $("live-canvas");
+      showFrame(canvas, video, true);
+      const faces = smooth(await pipe.predictLive(canvas, $("model").value, now), now);
+      drawLabels(canvas, faces);
       if (faces.length) live.shown.push(performance.now());
       while (live.shown.length && performance.now() - live.shown[0] > 3000) live.shown.shift();
       // the bars and the rate are rewritten a few times a second, not every frame: their layout costs frames,

@@ -90,17 +90,17 @@ export class Pipeline {
     return out;
   }
 
-  /** A live frame: faces are looked for every `DETECT_EVERY` frames (or `DETECT_AFTER_MS`), and followed in
+  /** A live frame (a video, or the canvas it was drawn on): faces are looked for every `DETECT_EVERY` frames (or `DETECT_AFTER_MS`), and followed in
    * between by the mesh on their crop, as the Python stream does; a face whose mesh is lost is looked for at once. */
-  async predictLive(video, name, now) {
+  async predictLive(frame, name, now) {
     const m = await this.model(name);
-    const { width: w, height: h } = sourceSize(video);
+    const { width: w, height: h } = sourceSize(frame);
     const t = [performance.now()];
     const tr = this.track;
     const due = !tr || !tr.faces.length || tr.since >= DETECT_EVERY - 1 || now - tr.at > DETECT_AFTER_MS;
     let faces;
     if (due) {
-      faces = this.videoFinder.detectForVideo(video, now).faceLandmarks.map((pts) => meshBox(pts, w, h));
+      faces = this.videoFinder.detectForVideo(frame, now).faceLandmarks.map((pts) => meshBox(pts, w, h));
       faces.sort((a, b) => b.size - a.size);
       this.track = { faces, since: 0, at: now };
     } else {
@@ -111,7 +111,7 @@ export class Pipeline {
     if (!faces.length) return [];
     // only the pixels the crops read are converted: the faces' squares, not the whole frame
     const rects = faces.map((f) => cropRect(f, w, h, 48, m.config.face));
-    const gray = grayOf(video, w, h, [Math.min(...rects.map((r) => r[0])), Math.min(...rects.map((r) => r[1])),
+    const gray = grayOf(frame, w, h, [Math.min(...rects.map((r) => r[0])), Math.min(...rects.map((r) => r[1])),
       Math.max(...rects.map((r) => r[2])), Math.max(...rects.map((r) => r[3]))]);
     t.push(performance.now());
     this.stages = { crop: 0, mesh: 0, network: 0 };
@@ -261,10 +261,14 @@ function sourceSize(src) {
 export function grayOf(source, w, h, rect = null) {
   const [x0, y0, x1, y1] = rect || [0, 0, w, h];
   const rw = x1 - x0, rh = y1 - y0;
-  const canvas = new OffscreenCanvas(rw, rh);
-  const ctx = canvas.getContext("2d", { willReadFrequently: true });
-  ctx.drawImage(source, x0, y0, rw, rh, 0, 0, rw, rh);
-  const rgba = ctx.getImageData(0, 0, rw, rh).data;
+  let rgba;
+  if (source.getContext) { // a canvas (the live view draws each frame on one): its pixels are read where they are
+    rgba = source.getContext("2d", { willReadFrequently: true }).getImageData(x0, y0, rw, rh).data;
+  } else {
+    const ctx = new OffscreenCanvas(rw, rh).getContext("2d", { willReadFrequently: true });
+    ctx.drawImage(source, x0, y0, rw, rh, 0, 0, rw, rh);
+    rgba = ctx.getImageData(0, 0, rw, rh).data;
+  }
   const data = new Uint8Array(rw * rh);
   for (let i = 0, p = 0; i < data.length; i++, p += 4) {
     data[i] = (rgba[p] * 4899 + rgba[p + 1] * 9617 + rgba[p + 2] * 1868 + 8192) >> 14;
