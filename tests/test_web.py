@@ -177,6 +177,20 @@ def test_on_sixty_posed_photos_the_page_agrees_with_python(browser, site):
     assert abs(acc_web - acc_py) <= 0.08 and agree >= 0.83
 
 
+def test_the_built_folder_is_a_static_space_whose_card_names_its_models_and_their_terms(site):
+    """web/dist's README.md is the static Space's card: front matter with `sdk: static` and the page as its
+    app, every shipped model named, and the default's research-only terms said."""
+    from urllib.request import urlopen
+
+    from fusion_fer import model_names
+
+    card = urlopen(site + "README.md").read().decode()
+    front = card.split("---")[1]
+    assert "sdk: static" in front and "app_file: index.html" in front
+    assert all(name in card for name in model_names())
+    assert "non-commercial" in card
+
+
 def test_the_page_works_offline_and_its_first_load_is_under_40_mb(browser, site):
     """Every request goes to the local server; with the network cut after loading, a photo is still
     analysed; the first load (wasm, the default model, the landmarker) stays under 40 MB."""

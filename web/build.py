@@ -49,6 +49,9 @@ short_description: Facial expressions, computed in your browser; nothing leaves 
 
 Every face in a photo or your webcam, with its expression, computed on your own machine by ONNX Runtime
 Web and MediaPipe's Face Landmarker. No image is sent anywhere. Models: {models}.
+
+The code is MIT. The default model (`ferplus`) also learnt from photo sets released for research only
+(the Taiwanese facial expression database, CK+), so its weights are for research and non-commercial use.
 """
 
 
