@@ -54,20 +54,36 @@ def page_square(box, face_config: FaceConfig, factor: float = 1.0, shift: float 
     return Face((cx - half, cy - half, cx + half, cy + half), 1.0, np.zeros((5, 2), np.float32))
 
 
+def largest_mesh_box(rgb: np.ndarray, landmarker):
+    """The mesh box of the largest face the Face Landmarker finds in a photo (the page's first face), or None."""
+    boxes = mesh_boxes(rgb, landmarker)
+    return max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1])) if boxes else None
+
+
+def square_probs(predictor, rgb: np.ndarray, box, factor: float = 1.0, shift: float = 0.0) -> dict[str, float]:
+    """The served probabilities for one of the page's squares around a mesh box: its 48 px grey crop, then the
+    Python app's mesh and network on it."""
+    config = predictor.detector.config
+    plain = replace(config, crop_scale=1.0, crop_shift_y=0.0, align=False)
+    gray = to_gray(crop_face(rgb, page_square(box, config, factor, shift), 48, plain))
+    return predictor.predict(np.repeat(gray[..., None], 3, axis=2), detect=False)[0].probs
+
+
+def average(per_square: list[dict[str, float]]) -> dict[str, float]:
+    """The page's answer for several squares: their probabilities averaged, in order."""
+    total: dict[str, float] = {}
+    for probs in per_square:
+        total = {c: total.get(c, 0.0) + p / len(per_square) for c, p in probs.items()}
+    return total
+
+
 def page_probs(predictor, rgb: np.ndarray, landmarker, squares) -> dict[str, float] | None:
     """The page's probabilities for the largest face of a photo, averaged over `squares`; None when the mesh
     finds no face (the page then shows none)."""
-    boxes = mesh_boxes(rgb, landmarker)
-    if not boxes:
+    box = largest_mesh_box(rgb, landmarker)
+    if box is None:
         return None
-    box = max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
-    plain = replace(predictor.detector.config, crop_scale=1.0, crop_shift_y=0.0, align=False)
-    total = None
-    for factor, shift in squares:
-        gray = to_gray(crop_face(rgb, page_square(box, predictor.detector.config, factor, shift), 48, plain))
-        probs = predictor.predict(np.repeat(gray[..., None], 3, axis=2), detect=False)[0].probs
-        total = {c: (total or {}).get(c, 0.0) + p / len(squares) for c, p in probs.items()}
-    return total
+    return average([square_probs(predictor, rgb, box, factor, shift) for factor, shift in squares])
 
 
 def run(data: Path, model: str | None = None, limit: int | None = None) -> dict:
@@ -92,12 +108,16 @@ def _score(predictor, landmarker, data: Path, limit: int | None) -> dict:
         faces = predictor.predict(rgb)
         python = faces[0].label if faces else None
         part = "checked" if r["file"] in checked else "other"
-        for name, squares in VARIANTS.items():
-            probs = page_probs(predictor, rgb, landmarker, squares)
+        # the photo's mesh box once, and each distinct square once: the variants share them
+        box = largest_mesh_box(rgb, landmarker)
+        squares = {sq for variant in VARIANTS.values() for sq in variant}
+        seen = {sq: square_probs(predictor, rgb, box, *sq) for sq in squares} if box is not None else {}
+        for name, variant in VARIANTS.items():
+            probs = average([seen[sq] for sq in variant]) if seen else None
             page = max(probs, key=probs.get) if probs else None
             per[name][part].append({"file": r["file"], "truth": r["fer_name"], "python": python, "page": page})
     table = {}
-    served = [tuple(map(tuple, predictor.detector.config.mesh_squares))]
+    served = tuple(map(tuple, predictor.detector.config.mesh_squares))
     for name, parts in per.items():
         row = {}
         for part, items in parts.items():
@@ -108,7 +128,7 @@ def _score(predictor, landmarker, data: Path, limit: int | None) -> dict:
         table[name] = row
     # the best agreement on the other photos; a tie keeps the fewer squares (VARIANTS' order)
     chosen = max(table, key=lambda n: table[n].get("other", {}).get("same_label", -1))
-    page = next((n for n, sq in VARIANTS.items() if tuple(sq) in served), None)
+    page = next((n for n, variant in VARIANTS.items() if variant == served), None)
     return {"model": predictor.name, "variants": table, "chosen": chosen, "page": page, "photos": per}
 
 

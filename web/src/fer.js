@@ -6,6 +6,7 @@
 // Every number that describes the preprocessing comes from config.json or mesh.json; none is repeated here.
 
 const N_POINTS = 468;
+const CROP = 48; // the grey face crop's side, as Python's (the mesh runs on it, the network reads it)
 const DETECT_EVERY = 6; // live: look for faces on every 6th frame...
 const DETECT_AFTER_MS = 400; // ...or when this long has passed (a new face is labelled within ~0.4 s, as in Python)
 const MESH_EVERY = 2; // live: a followed face's mesh is read on every 2nd frame; in between its last one is kept
@@ -110,7 +111,7 @@ export class Pipeline {
     t.push(performance.now());
     if (!faces.length) return [];
     // only the pixels the crops read are converted: the faces' squares, not the whole frame
-    const rects = faces.map((f) => cropRect(f, w, h, 48, m.config.face));
+    const rects = faces.map((f) => cropRect(f, w, h, CROP, m.config.face));
     const gray = grayOf(frame, w, h, [Math.min(...rects.map((r) => r[0])), Math.min(...rects.map((r) => r[1])),
       Math.max(...rects.map((r) => r[2])), Math.max(...rects.map((r) => r[3]))]);
     t.push(performance.now());
@@ -157,7 +158,7 @@ export class Pipeline {
   async classify(m, gray, face, live, keepMesh = null, fc = m.config.face) {
     const cfg = m.config;
     const { w, h } = gray;
-    const size = 48;
+    const size = CROP;
     const t0 = performance.now();
     const crop = cropFace(gray, face, size, fc);
     const t1 = performance.now();
