@@ -44,16 +44,13 @@ class FaceConfig:
     crop_scale: float = 1.08
     crop_shift_y: float = -0.011  # + moves the crop down, as a fraction of the box side
     align: bool = False  # rotate so the eyes are level; off because FER2013 is not (median |roll| 4.4 deg)
-    # The browser app finds faces with the Face Landmarker (no MTCNN there): FER's frame is 1.143x the side of the
-    # 468 mesh points' bounding box, centred 0.061 of it above the box's centre (2,000 FER2013 training faces,
-    # `python -m fusion_fer.research.calibrate --mesh`; docs/calibration.md).
+    # The browser app's live view finds and follows faces with the Face Landmarker (its photos use MTCNN, as
+    # here): FER's frame is 1.143x the side of the 468 mesh points' bounding box, centred 0.061 of it above the
+    # box's centre (2,000 FER2013 training faces, `python -m fusion_fer.research.calibrate --mesh`;
+    # docs/calibration.md).
     mesh_crop_scale: float = 1.143
     mesh_crop_shift_x: float = -0.002
     mesh_crop_shift_y: float = -0.061
-    # The browser app's photos: the answers for these squares around the calibrated one are averaged, each
-    # (side factor, vertical shift in mesh-box sides). MTCNN's square, which the network learnt from, scatters
-    # around the mesh box by a few per cent (`python -m fusion_fer.research.parity`; docs/model-selection-log.md).
-    mesh_squares: tuple[tuple[float, float], ...] = ((1.0, 0.0),)
 
 
 @dataclass

@@ -177,12 +177,16 @@ class FaceMesh:
             running_mode=VisionTaskRunningMode.IMAGE, num_faces=1, min_face_detection_confidence=conf,
             min_face_presence_confidence=conf, output_face_blendshapes=True)
         self._landmarker = FaceLandmarker.create_from_options(options)
+        # This finaliser holds the landmarker, so MediaPipe's own __del__ never closes it inside a garbage
+        # collection: there the landmarker's worker thread may already have been told to stop (its executor
+        # unreachable too), and the close waits for it forever.
+        self._finalizer = weakref.finalize(self, self._landmarker.close)
         self._lock = PriorityLock()
         _OPEN.add(self)
 
     def close(self) -> None:
         _OPEN.discard(self)
-        self._landmarker.close()
+        self._finalizer()
 
     def __call__(self, crop: np.ndarray, urgent: bool = False) -> MeshResult | None:
         """Runs the landmarker on one face crop.

@@ -1,6 +1,9 @@
 """landmarks.py: 468 points on a real face, normalisation invariances, mirroring, standardisation."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -140,3 +143,15 @@ def test_a_wrong_or_missing_landmarker_file_is_a_clear_error(tmp_path):
     assert str(bad) in msg and TASK_SHA256 in msg and "13 bytes" in msg and "face_landmarker.task" in msg
     with pytest.raises(LandmarkerFileError, match="cannot be read"):
         FaceMesh(model_file=tmp_path / "missing.task")
+
+
+def test_a_face_mesh_left_in_a_reference_cycle_is_collected_without_hanging_the_process():
+    """A predictor dropped inside a reference cycle is freed by the garbage collector, not by reference counts.
+    MediaPipe's own finaliser then waited forever for a worker thread the collection had already stopped (a
+    pytest run hung at its end that way); the mesh now closes its landmarker itself."""
+    from .conftest import ROOT
+
+    code = ("import gc\nfrom fusion_fer.landmarks import FaceMesh\nfor i in range(3):\n"
+            "    m = FaceMesh(); m.cycle = m; del m\n    gc.collect()\nprint('collected', flush=True)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "collected" in done.stdout, done.stderr[-2000:]

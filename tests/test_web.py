@@ -86,7 +86,7 @@ def _page_faces(page, path: Path, model: str | None = None) -> list[dict]:
 
 def test_the_page_labels_the_sample_photos_as_python_does_with_every_model(browser, site):
     """The same label as the Python predictor wherever Python's answer is not a near tie (top two within 0.05),
-    with every shipped model; the page finds faces with the Face Landmarker, not MTCNN."""
+    with every shipped model."""
     from fusion_fer import load_predictor, model_names
     from fusion_fer.samples import astronaut, grace_hopper
 
@@ -106,53 +106,69 @@ def test_the_page_labels_the_sample_photos_as_python_does_with_every_model(brows
                 else:  # a near tie in Python (fer2013 on Grace Hopper: sad 0.315, angry 0.312): either of the two
                     assert web[0]["label"] in sorted(python[0].probs, key=python[0].probs.get)[-2:], (name, photo.name)
                 assert set(web[0]["probs"]) == set(predictor.classes)
-                # the mesh box, calibrated, lands on the face MTCNN finds
-                a, b = np.array(web[0]["box"]), np.array(python[0].box)
-                side = b[2] - b[0]
-                assert np.abs((a[:2] + a[2:]) / 2 - (b[:2] + b[2:]) / 2).max() < 0.2 * side
         rows = page.locator("#faces tbody tr").all_inner_texts()
         assert len(rows) == 1 and rows[0].startswith("#1\t") and "whole" in rows[0]
     finally:
         ctx.close()
 
 
-def test_the_research_copy_of_the_pages_photo_path_answers_as_the_page(browser, site):
-    """`research.parity` reproduces the page's photo path in Python (mesh box, calibrated squares, crop, mesh,
-    network) to choose how the page reads a face: on the sample photos its probabilities are the page's."""
-    from mediapipe.tasks.python.core.base_options import BaseOptions
-    from mediapipe.tasks.python.vision import FaceLandmarker, FaceLandmarkerOptions
-
-    from fusion_fer import load_predictor, model_names
-    from fusion_fer.imageio import read_rgb
-    from fusion_fer.landmarks import read_task_file
-    from fusion_fer.research.parity import page_probs
+def test_the_page_finds_the_faces_python_finds_with_the_same_boxes(browser, site):
+    """A photo's faces come from MTCNN in the page too (its three networks as ONNX, detect_face and the Python
+    detector's two passes in web/src/mtcnn.js): the same faces as Python, boxes within a pixel, on the sample
+    photos and, when ../shared/data is here, the group selfie (six of its seven faces, as in Python, two of
+    them cut by the frame)."""
+    from fusion_fer import load_predictor
     from fusion_fer.samples import astronaut, grace_hopper
 
-    options = FaceLandmarkerOptions(base_options=BaseOptions(model_asset_buffer=read_task_file()), num_faces=20)
+    photos = [grace_hopper(), astronaut()]
+    selfie = SHARED_DATA / "group_photos" / "selfie_seven.jpg"
+    if selfie.exists():
+        photos.append(selfie)
+    predictor = load_predictor()
     ctx, page = _open(browser, site)
     try:
-        with FaceLandmarker.create_from_options(options) as landmarker:
-            for name in model_names():
-                predictor = load_predictor(name)
-                for photo in (grace_hopper(), astronaut()):
-                    web = _page_faces(page, photo, name)[0]["probs"]
-                    ours = page_probs(predictor, read_rgb(photo)[0], landmarker, predictor.detector.config.mesh_squares)
-                    assert max(abs(web[c] - ours[c]) for c in web) < 0.02, (name, photo.name, web, ours)
+        for photo in photos:
+            python = [f.box for f in predictor.detector.detect(str(photo))]
+            web = [f["box"] for f in _page_faces(page, photo)]
+            assert len(web) == len(python) >= 1, (photo.name, web, python)
+            assert np.abs(np.array(web) - np.array(python)).max() < 1.0, (photo.name, web, python)
+        if selfie.exists():
+            assert len(web) >= 6
     finally:
         ctx.close()
 
 
+def test_a_photo_larger_than_the_detection_size_gives_pythons_face_and_label(browser, site, tmp_path):
+    """Above config.json's `detect_max_side` (960 px) both find faces on a smaller copy: Python decodes the file
+    reduced by a whole factor first (2000 -> 1000 px) and scales that, the page scales the whole photo, so
+    their pixels differ a little. The box still lands within 2 % of the face's side, with the same label."""
+    import cv2
+
+    from fusion_fer import load_predictor
+    from fusion_fer.imageio import read_rgb
+    from fusion_fer.samples import astronaut
+
+    path = tmp_path / "astronaut_2000.png"
+    cv2.imwrite(str(path), cv2.cvtColor(cv2.resize(read_rgb(astronaut())[0], (2000, 2000), interpolation=cv2.INTER_CUBIC),
+                                        cv2.COLOR_RGB2BGR))
+    python = load_predictor().predict(str(path))
+    ctx, page = _open(browser, site)
+    try:
+        web = _page_faces(page, path)
+    finally:
+        ctx.close()
+    assert len(web) == len(python) == 1
+    box = np.array(python[0].box)
+    assert np.abs(np.array(web[0]["box"]) - box).max() < 0.02 * (box[2] - box[0]), (web[0]["box"], box)
+    assert web[0]["label"] == python[0].label, (web[0]["probs"], python[0].probs)
+
+
 @pytest.mark.skipif(not (TAIWANESE / "labels.csv").exists(), reason=f"{TAIWANESE} not found (../shared/data)")
 def test_on_sixty_posed_photos_the_page_agrees_with_python(browser, site):
-    """60 Taiwanese half-A photos (every tenth, all seven expressions): the page's accuracy near Python's, and
-    the same label on most of them (a missed face counts as wrong).
-
-    The page finds faces with the mesh, Python with MTCNN; their crops differ by a few per cent of the face, so
-    the page averages five squares around the mesh box (config.json `face.mesh_squares`). The default learnt
-    from these very photos through MTCNN's crops, which favours Python here. Measured: Python 85.0 %, page
-    78.3 %, the same label 85.0 % (the browser issue's 3 points and 90 % are missed on these 60). On the other
-    589 photos the page's path reproduced in Python (`research.parity`, which gives the page's own figures on
-    these 60) reads 78.9 % against Python's 79.1 %, the same label on 92.0 %. This guards 8 points and 83 %."""
+    """60 Taiwanese half-A photos (every tenth, all seven expressions): the page's accuracy within 3 points of
+    Python's, and the same label on at least 90 % of them (a missed face counts as wrong), as the browser issue
+    asks. The page finds faces with MTCNN, as Python does; with a square around the Face Landmarker's mesh
+    instead, the same label reached only 83-90 % here whatever the square (docs/model-selection-log.md)."""
     from fusion_fer import load_predictor
 
     rows = list(csv.DictReader(open(TAIWANESE / "labels.csv", newline="")))[::10][:60]
@@ -174,7 +190,7 @@ def test_on_sixty_posed_photos_the_page_agrees_with_python(browser, site):
     acc_web = np.mean([w == t for w, t in zip(web, truth)])
     agree = np.mean([p == w for p, w in zip(py, web)])
     print(f"60 posed photos: Python {acc_py:.1%}, page {acc_web:.1%}, same label {agree:.1%}")
-    assert abs(acc_web - acc_py) <= 0.08 and agree >= 0.83
+    assert abs(acc_web - acc_py) <= 0.03 and agree >= 0.90
 
 
 def test_the_built_folder_is_a_static_space_whose_card_names_its_models_and_their_terms(site):

@@ -8,6 +8,9 @@ What goes in:
   * vendor/mediapipe/                          @mediapipe/tasks-vision's bundle and WebAssembly files
   * assets/face_landmarker.task                the same file the Python package ships (sha256-checked)
   * assets/mesh.json                           the mesh's left/right permutation and eye contours
+  * assets/mtcnn/{pnet,rnet,onet}.onnx         the Python app's face detector (facenet-pytorch's MTCNN, its
+                                               weights from the facenet-pytorch wheel, float16 as the models'),
+                                               for photos
   * models/NAME/config.json, model.onnx        every shipped model (artifacts/); the weights are stored as
                                                float16 with a cast to float32 at load: half the download
   * models/models.json, README.md              the names and the default; the static Space's card
@@ -82,6 +85,30 @@ def half_weights(src: Path, dst: Path) -> None:
     onnx.save(model, str(dst))
 
 
+def export_mtcnn(dest: Path) -> None:
+    """facenet-pytorch's three MTCNN networks as ONNX (the proposal network for any image size, the other two
+    for any number of candidates): the page finds a photo's faces as the Python app does (web/src/mtcnn.js)."""
+    import warnings
+
+    import torch
+    from facenet_pytorch import MTCNN
+
+    mtcnn = MTCNN(device="cpu").eval()
+    dest.mkdir(parents=True)
+    nets = {"pnet": (mtcnn.pnet, (1, 3, 48, 64), ["reg", "prob"]), "rnet": (mtcnn.rnet, (2, 3, 24, 24), ["reg", "prob"]),
+            "onet": (mtcnn.onet, (2, 3, 48, 48), ["reg", "points", "prob"])}
+    for name, (net, shape, outputs) in nets.items():
+        axes = {0: "batch", 2: "height", 3: "width"} if name == "pnet" else {0: "batch"}
+        out_axes = {0: "batch", 2: "rows", 3: "cols"} if name == "pnet" else {0: "batch"}
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter, as research.export uses it
+            torch.onnx.export(net, torch.zeros(shape), str(dest / f"{name}.full.onnx"), input_names=["image"],
+                              output_names=outputs, dynamic_axes={"image": axes, **{o: out_axes for o in outputs}},
+                              opset_version=17, dynamo=False)
+        half_weights(dest / f"{name}.full.onnx", dest / f"{name}.onnx")
+        (dest / f"{name}.full.onnx").unlink()
+
+
 def build(out: Path, models: Path | None = None) -> dict:
     from fusion_fer.artifacts import DEFAULT_DIR, collection
     from fusion_fer.landmarks import TASK_FILE, eye_indices, mirror_index, read_task_file
@@ -104,6 +131,7 @@ def build(out: Path, models: Path | None = None) -> dict:
     left, right = eye_indices()
     (out / "assets" / "mesh.json").write_text(json.dumps({
         "mirror_index": mirror_index().tolist(), "eye_left": left.tolist(), "eye_right": right.tolist()}))
+    export_mtcnn(out / "assets" / "mtcnn")
     root = Path(models) if models else DEFAULT_DIR
     shipped = collection(root)
     for name in shipped["models"]:

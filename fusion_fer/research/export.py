@@ -18,11 +18,13 @@ import argparse
 import json
 import sys
 import warnings
+from dataclasses import fields
 from pathlib import Path
 
 import torch
 
 from ..artifacts import ArtifactError, copy_model, is_shipped, refuse_shipped, resolve_model, save_artifacts, update_model
+from ..faces import FaceConfig
 from .evaluate import metrics_for, parse_zooms, plot_confusion, print_metrics
 
 # What a cross-dataset report folder adds to a model folder (metrics.json's "suite" section is merged).
@@ -147,9 +149,13 @@ def export_model(model: str | Path, out: str | Path, report: str | Path | None =
         report = Path(report)
         update_model(out, metrics={"suite": _report_suite(report)},
                      files={n: report / n for n in REPORT_FILES if (report / n).is_file()}, ship=ship)
-    if face:
-        current = json.loads((out / "config.json").read_text()).get("face", {})
-        update_model(out, config={"face": {**current, **face}}, ship=ship)
+    # the folder's detection settings are FaceConfig's fields: one the code no longer has is dropped (it would
+    # stop the folder from loading), `face` sets others
+    current = json.loads((out / "config.json").read_text()).get("face", {})
+    known = {f.name for f in fields(FaceConfig)}
+    settings = {k: v for k, v in {**current, **(face or {})}.items() if k in known}
+    if settings != current:
+        update_model(out, config={"face": settings}, ship=ship)
     if live_report:
         live = _report_suite(live_report)
         zooms = (live.get("config") or {}).get("zooms")
@@ -169,10 +175,6 @@ def parse_face_settings(items: list[str]) -> dict:
     Raises:
         ArtifactError: an unknown field or a value of the wrong type.
     """
-    from dataclasses import fields
-
-    from ..faces import FaceConfig
-
     known = {f.name: f for f in fields(FaceConfig)}
     out = {}
     for item in items:

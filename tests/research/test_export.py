@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from fusion_fer.research.prepare import load_cache
 from fusion_fer.research.training import TrainConfig, train
 
@@ -187,3 +189,22 @@ def test_export_sets_detection_settings_that_the_predictor_then_uses(model8, tmp
     assert export.main(["--model", str(model8), "--out", str(tmp_path / "bad"), "--face", "nope=1"]) == 2
     assert export.main(["--model", str(model8), "--out", str(tmp_path / "bad"), "--face", "edge_pass=maybe"]) == 2
     assert "edge_pass takes a bool" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
+def test_export_drops_a_detection_setting_the_code_no_longer_has(model8, tmp_path):
+    """A folder written when FaceConfig had a setting it has since lost does not load; exporting it again (in
+    place) drops that setting, keeps the others, and the folder loads."""
+    from fusion_fer.predict import load_predictor
+    from fusion_fer.research import export
+
+    out = tmp_path / "m"
+    assert export.main(["--model", str(model8), "--out", str(out), "--face", "edge_side=180"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    config["face"]["retired_setting"] = [[1, 0]]
+    (out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(TypeError, match="retired_setting"):
+        load_predictor(out)
+    assert export.main(["--model", str(out), "--out", str(out)]) == 0
+    face = json.loads((out / "config.json").read_text())["face"]
+    assert "retired_setting" not in face and face["edge_side"] == 180
+    assert load_predictor(out).face_config.edge_side == 180

@@ -1,9 +1,11 @@
 // fusion_fer in the browser: the Python pipeline's steps, read from a model folder's config.json.
 //
-// face box (the Face Landmarker's mesh on the photo, calibrated to FER2013's framing) -> 48 px grey
-// crop -> the Face Landmarker on that crop (as Python runs it) -> framings, softening, mirror ->
-// model.onnx (ONNX Runtime Web) -> averaged probabilities, class offsets, temperature.
+// face box (a photo: MTCNN, as in Python (mtcnn.js); a live frame: the Face Landmarker's mesh, calibrated to
+// FER2013's framing) -> 48 px grey crop -> the Face Landmarker on that crop (as Python runs it) -> framings,
+// softening, mirror -> model.onnx (ONNX Runtime Web) -> averaged probabilities, class offsets, temperature.
 // Every number that describes the preprocessing comes from config.json or mesh.json; none is repeated here.
+
+import { Mtcnn } from "./mtcnn.js";
 
 const N_POINTS = 468;
 const CROP = 48; // the grey face crop's side, as Python's (the mesh runs on it, the network reads it)
@@ -23,10 +25,8 @@ export class Pipeline {
     const task = new Uint8Array(await (await fetch(`${base}assets/face_landmarker.task`)).arrayBuffer());
     const models = await (await fetch(`${base}models/models.json`)).json();
     const p = new Pipeline(ort, vision, fileset, task, mesh, models, base);
+    p.detector = await Mtcnn.create(ort, base);
     // every landmarker is made now, while the page is online: each loads MediaPipe's wasm loader
-    p.finder = await vision.FaceLandmarker.createFromOptions(fileset, {
-      baseOptions: { modelAssetBuffer: task, delegate: "CPU" }, runningMode: "IMAGE", numFaces: 20,
-    });
     p.videoFinder = await vision.FaceLandmarker.createFromOptions(fileset, {
       baseOptions: { modelAssetBuffer: task, delegate: "CPU" }, runningMode: "VIDEO", numFaces: 4,
     });
@@ -71,23 +71,24 @@ export class Pipeline {
     return this.cropMeshes[key];
   }
 
-  /** Every face in a photo (canvas, ImageBitmap or img): [{box, label, confidence, probs, top3, cut}], largest first. */
+  /** Every face in a photo (canvas, ImageBitmap or img): [{box, label, confidence, probs, top3, cut}], largest first.
+   * The faces are MTCNN's, with the Python app's crop around each (config.json's `crop_scale`, `crop_shift_y`). */
   async predict(source, name) {
     const m = await this.model(name);
+    const fc = m.config.face;
     const { width: w, height: h } = sourceSize(source);
     const t = [performance.now()];
-    const found = this.finder.detect(source);
+    const { rgb, gray } = pixelsOf(source, w, h);
     t.push(performance.now());
-    if (!found.faceLandmarks.length) return [];
-    const gray = grayOf(source, w, h);
+    const faces = (await this.detector.detect(rgb, fc)).map(({ box, size }) => ({
+      box, size, square: { cx: (box[0] + box[2]) / 2, cy: (box[1] + box[3]) / 2 + fc.crop_shift_y * size, side: size * fc.crop_scale },
+    }));
     t.push(performance.now());
-    const faces = found.faceLandmarks.map((pts) => meshBox(pts, w, h));
-    faces.sort((a, b) => b.size - a.size);
     const out = [];
     this.stages = { crop: 0, mesh: 0, network: 0 };
-    for (const face of faces) out.push(await this.classifyPhoto(m, gray, face));
-    // where a frame's time goes, for benchmarks/bench_web.py
-    this.timings = { find: t[1] - t[0], gray: t[2] - t[1], ...this.stages, total: performance.now() - t[0] };
+    for (const face of faces) out.push(await this.classify(m, gray, face, false));
+    // where a photo's time goes, for benchmarks/bench_web.py
+    this.timings = { gray: t[1] - t[0], find: t[2] - t[1], ...this.stages, total: performance.now() - t[0] };
     return out;
   }
 
@@ -135,22 +136,6 @@ export class Pipeline {
     this.track.faces = next;
     this.timings = { find: t[1] - t[0], gray: t[2] - t[1], ...this.stages, total: performance.now() - t[0], detected: due };
     return out;
-  }
-
-  /** A face in a photo: the answers for the squares of config.json's `face.mesh_squares` around its mesh box,
-   * averaged. MTCNN's square, which the network learnt from, scatters around the mesh box by a few per cent;
-   * the average is nearer the Python app's answer than one square's (docs/model-selection-log.md). */
-  async classifyPhoto(m, gray, face) {
-    const fc = m.config.face;
-    const each = [];
-    for (const [factor, shift] of fc.mesh_squares || [[1, 0]]) {
-      const square = { ...fc, mesh_crop_scale: fc.mesh_crop_scale * factor, mesh_crop_shift_y: fc.mesh_crop_shift_y + shift };
-      each.push(await this.classify(m, gray, face, false, null, square));
-    }
-    if (each.length === 1) return each[0];
-    const classes = m.config.classes;
-    const mean = classes.map((c) => each.reduce((a, r) => a + r.probs[c], 0) / each.length);
-    return { ...each[0], ...labelled(classes, mean) }; // the mesh, blendshapes and follow box of the first square
   }
 
   /** One face: crop, mesh, network. `live`: false for a photo (every framing with its mirror), or the
@@ -257,6 +242,24 @@ function sourceSize(src) {
   return { width: src.width, height: src.height };
 }
 
+/** A photo's pixels, read once: RGB for the detector and grey (as grayOf) for the crops. */
+function pixelsOf(source, w, h) {
+  const ctx = new OffscreenCanvas(w, h).getContext("2d", { willReadFrequently: true });
+  ctx.drawImage(source, 0, 0, w, h);
+  const rgba = ctx.getImageData(0, 0, w, h).data;
+  const rgb = new Uint8Array(w * h * 3), data = new Uint8Array(w * h);
+  for (let i = 0, p = 0; i < data.length; i++, p += 4) {
+    rgb[i * 3] = rgba[p]; rgb[i * 3 + 1] = rgba[p + 1]; rgb[i * 3 + 2] = rgba[p + 2];
+    data[i] = grayLevel(rgba, p);
+  }
+  return { rgb: { data: rgb, w, h }, gray: { data, w, h, x0: 0, y0: 0, rw: w } };
+}
+
+/** OpenCV's RGB2GRAY of the pixel at `p` of RGBA data (fixed-point BT.601 weights). */
+function grayLevel(rgba, p) {
+  return (rgba[p] * 4899 + rgba[p + 1] * 9617 + rgba[p + 2] * 1868 + 8192) >> 14;
+}
+
 /** The image's grey levels as OpenCV's RGB2GRAY computes them (fixed-point BT.601 weights): of the whole
  * image, or only of `rect` [x0, y0, x1, y1) in its pixels. {data, w, h, x0, y0, rw}: w and h are the image's. */
 export function grayOf(source, w, h, rect = null) {
@@ -272,7 +275,7 @@ export function grayOf(source, w, h, rect = null) {
   }
   const data = new Uint8Array(rw * rh);
   for (let i = 0, p = 0; i < data.length; i++, p += 4) {
-    data[i] = (rgba[p] * 4899 + rgba[p + 1] * 9617 + rgba[p + 2] * 1868 + 8192) >> 14;
+    data[i] = grayLevel(rgba, p);
   }
   return { data, w, h, x0, y0, rw };
 }
@@ -287,8 +290,10 @@ export function meshBox(points, w, h) {
   return { box: [x1, y1, x2, y2], size: Math.sqrt((x2 - x1) * (y2 - y1)) };
 }
 
-/** The crop's square for a mesh box, as config.json's calibration places it: centre and side, in pixels. */
+/** The crop's square for a face, centre and side in pixels: MTCNN's (set by `predict`), or for a mesh box, where
+ * config.json's calibration places it. */
 function cropSquare(face, fc) {
+  if (face.square) return face.square;
   const [x1, y1, x2, y2] = face.box;
   return {
     cx: (x1 + x2) / 2 + fc.mesh_crop_shift_x * face.size, cy: (y1 + y2) / 2 + fc.mesh_crop_shift_y * face.size,
