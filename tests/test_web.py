@@ -139,9 +139,9 @@ def test_the_page_finds_the_faces_python_finds_with_the_same_boxes(browser, site
 
 
 def test_a_photo_larger_than_the_detection_size_gives_pythons_face_and_label(browser, site, tmp_path):
-    """Above config.json's `detect_max_side` (960 px) both find faces on a smaller copy: Python decodes the file
-    reduced by a whole factor first (2000 -> 1000 px) and scales that, the page scales the whole photo, so
-    their pixels differ a little. The box still lands within 2 % of the face's side, with the same label."""
+    """A photo of at least twice config.json's `detect_max_side` (960 px) is read box-reduced by a whole factor,
+    in Python (imageio.load_image_scaled) as in the page (2000 -> 1000 px): the same box within a pixel of the
+    reduced photo (2 px of the original), and the same label."""
     import cv2
 
     from fusion_fer import load_predictor
@@ -159,7 +159,8 @@ def test_a_photo_larger_than_the_detection_size_gives_pythons_face_and_label(bro
         ctx.close()
     assert len(web) == len(python) == 1
     box = np.array(python[0].box)
-    assert np.abs(np.array(web[0]["box"]) - box).max() < 0.02 * (box[2] - box[0]), (web[0]["box"], box)
+    print(f"2000 px photo: box {np.abs(np.array(web[0]['box']) - box).max():.2f} px from Python's")
+    assert np.abs(np.array(web[0]["box"]) - box).max() < 2.0, (web[0]["box"], box)
     assert web[0]["label"] == python[0].label, (web[0]["probs"], python[0].probs)
 
 

@@ -71,14 +71,17 @@ export class Pipeline {
     return this.cropMeshes[key];
   }
 
-  /** Every face in a photo (canvas, ImageBitmap or img): [{box, label, confidence, probs, top3, cut}], largest first.
-   * The faces are MTCNN's, with the Python app's crop around each (config.json's `crop_scale`, `crop_shift_y`). */
+  /** Every face in a photo (canvas, ImageBitmap or img): [{box, label, confidence, probs, top3, cut}], largest first,
+   * boxes in the photo's pixels. The faces are MTCNN's, with the Python app's crop around each (config.json's
+   * `crop_scale`, `crop_shift_y`). A photo of at least twice `detect_max_side` is first box-reduced by a whole
+   * factor, as Python decodes it (imageio.load_image_scaled): a phone's 12 Mpx photo is read at about 1000 px. */
   async predict(source, name) {
     const m = await this.model(name);
     const fc = m.config.face;
     const { width: w, height: h } = sourceSize(source);
+    const k = Math.max(w, h) >= 2 * fc.detect_max_side ? Math.floor(Math.max(w, h) / fc.detect_max_side) : 1;
     const t = [performance.now()];
-    const { rgb, gray } = pixelsOf(source, w, h);
+    const { rgb, gray } = pixelsOf(source, w, h, k);
     t.push(performance.now());
     const faces = (await this.detector.detect(rgb, fc)).map(({ box, size }) => ({
       box, size, square: { cx: (box[0] + box[2]) / 2, cy: (box[1] + box[3]) / 2 + fc.crop_shift_y * size, side: size * fc.crop_scale },
@@ -86,9 +89,12 @@ export class Pipeline {
     t.push(performance.now());
     const out = [];
     this.stages = { crop: 0, mesh: 0, network: 0 };
-    for (const face of faces) out.push(await this.classify(m, gray, face, false));
+    for (const face of faces) {
+      const r = await this.classify(m, gray, face, false);
+      out.push({ ...r, box: r.box.map((v) => v * k) });
+    }
     // where a photo's time goes, for benchmarks/bench_web.py
-    this.timings = { gray: t[1] - t[0], find: t[2] - t[1], ...this.stages, total: performance.now() - t[0] };
+    this.timings = { read: t[1] - t[0], find: t[2] - t[1], ...this.stages, total: performance.now() - t[0] };
     return out;
   }
 
@@ -242,20 +248,38 @@ function sourceSize(src) {
   return { width: src.width, height: src.height };
 }
 
-/** A photo's pixels, read once: RGB for the detector and grey (as grayOf) for the crops. */
-function pixelsOf(source, w, h) {
+/** A photo's pixels, read once: RGB for the detector and grey (as grayOf) for the crops; with `k` > 1, each k x k
+ * block averaged first (PIL's reduce: the last row and column of blocks may be partial). */
+function pixelsOf(source, w, h, k = 1) {
   const ctx = new OffscreenCanvas(w, h).getContext("2d", { willReadFrequently: true });
   ctx.drawImage(source, 0, 0, w, h);
   const rgba = ctx.getImageData(0, 0, w, h).data;
-  const rgb = new Uint8Array(w * h * 3), data = new Uint8Array(w * h);
-  for (let i = 0, p = 0; i < data.length; i++, p += 4) {
-    rgb[i * 3] = rgba[p]; rgb[i * 3 + 1] = rgba[p + 1]; rgb[i * 3 + 2] = rgba[p + 2];
-    data[i] = grayLevel(rgba, p);
+  const rw = Math.ceil(w / k), rh = Math.ceil(h / k);
+  const rgb = new Uint8Array(rw * rh * 3), data = new Uint8Array(rw * rh);
+  if (k === 1) {
+    for (let i = 0, p = 0; i < data.length; i++, p += 4) {
+      rgb[i * 3] = rgba[p]; rgb[i * 3 + 1] = rgba[p + 1]; rgb[i * 3 + 2] = rgba[p + 2];
+      data[i] = grayLevel(rgba, p);
+    }
+  } else {
+    for (let y = 0; y < rh; y++) {
+      for (let x = 0; x < rw; x++) {
+        let r = 0, g = 0, b = 0, n = 0;
+        for (let yy = y * k; yy < Math.min(h, (y + 1) * k); yy++) {
+          for (let xx = x * k, p = (yy * w + xx) * 4; xx < Math.min(w, (x + 1) * k); xx++, p += 4) {
+            r += rgba[p]; g += rgba[p + 1]; b += rgba[p + 2]; n++;
+          }
+        }
+        const o = y * rw + x;
+        rgb[o * 3] = Math.round(r / n); rgb[o * 3 + 1] = Math.round(g / n); rgb[o * 3 + 2] = Math.round(b / n);
+        data[o] = grayLevel(rgb, o * 3);
+      }
+    }
   }
-  return { rgb: { data: rgb, w, h }, gray: { data, w, h, x0: 0, y0: 0, rw: w } };
+  return { rgb: { data: rgb, w: rw, h: rh }, gray: { data, w: rw, h: rh, x0: 0, y0: 0, rw } };
 }
 
-/** OpenCV's RGB2GRAY of the pixel at `p` of RGBA data (fixed-point BT.601 weights). */
+/** OpenCV's RGB2GRAY of the pixel at `p` of RGB or RGBA data (fixed-point BT.601 weights). */
 function grayLevel(rgba, p) {
   return (rgba[p] * 4899 + rgba[p + 1] * 9617 + rgba[p + 2] * 1868 + 8192) >> 14;
 }
