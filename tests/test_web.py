@@ -164,6 +164,37 @@ def test_a_photo_larger_than_the_detection_size_gives_pythons_face_and_label(bro
     assert web[0]["label"] == python[0].label, (web[0]["probs"], python[0].probs)
 
 
+def test_a_photo_without_a_face_a_tiny_one_and_a_broken_file_are_answered_and_the_page_goes_on(browser, site, tmp_path):
+    """No face (a smooth pattern with noise), a 10x10 image (below MTCNN's smallest face) and a file that is not
+    an image: the page says so, Python finds no face either, and the next photo is still analysed."""
+    import cv2
+
+    from fusion_fer import load_predictor
+    from fusion_fer.samples import astronaut
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:300, 0:400]
+    pattern = (np.stack([xx * 0.6, yy * 0.8, (xx + yy) * 0.3], -1) + rng.normal(0, 12, (300, 400, 3))).clip(0, 255)
+    plain, tiny, broken = tmp_path / "no_face.png", tmp_path / "tiny.png", tmp_path / "broken.jpg"
+    cv2.imwrite(str(plain), pattern.astype(np.uint8))
+    cv2.imwrite(str(tiny), np.full((10, 10, 3), 128, np.uint8))
+    broken.write_text("not an image")
+    predictor = load_predictor()
+    ctx, page = _open(browser, site)
+    try:
+        for path in (plain, tiny):
+            assert predictor.predict(str(path)) == []
+            assert _page_faces(page, path) == []
+            assert page.locator("#message").inner_text() == "No face found in this photo."
+        page.set_input_files("#photo", str(broken))
+        page.wait_for_function("() => document.querySelector('#message').textContent.startsWith('Could not analyse')",
+                               timeout=30_000)
+        assert "broken.jpg is not an image" in page.locator("#message").inner_text()
+        assert len(_page_faces(page, astronaut())) == 1 and page.locator("#message").inner_text() == ""
+    finally:
+        ctx.close()
+
+
 @pytest.mark.skipif(not (TAIWANESE / "labels.csv").exists(), reason=f"{TAIWANESE} not found (../shared/data)")
 def test_on_sixty_posed_photos_the_page_agrees_with_python(browser, site):
     """60 Taiwanese half-A photos (every tenth, all seven expressions): the page's accuracy within 3 points of

@@ -124,6 +124,7 @@ export class Mtcnn {
    * new score and its correction. */
   async score(net, planes, w, h, boxes, size, thresh) {
     boxes = boxes.filter((b) => hasPixels(b, w, h));
+    if (!boxes.length) return [];
     const out = await net.run({ image: this.crops(planes, w, h, boxes, size) });
     const reg = out.reg.data, prob = out.prob.data;
     const kept = [];
