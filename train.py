@@ -47,6 +47,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="sharpen a share P of training faces (unsharp mask), so that sharp photos look familiar")
     p.add_argument("--fer2013-weight", type=float, default=TrainConfig.fer2013_weight, metavar="W",
                    help="with --labels ferplus8: each FER face's target is (1-W) FER+ votes + W its FER2013 label")
+    p.add_argument("--fer2013-spare-contempt", action="store_true",
+                   help="with --fer2013-weight: W times each face's share of votes that are not contempt (FER2013 has no "
+                        "contempt, so its label moves the raters' contempt less)")
     p.add_argument("--photos", action="append", default=[], metavar="SOURCE",
                    help="a photo source to learn from beside --data (repeatable): <class>/*.jpg, a CSV with file, label and "
                         "person, a folder with such a labels.csv (PATH@A: half A of its persons), or a prepared photo cache")
@@ -122,6 +125,7 @@ def main(args: argparse.Namespace) -> int:
             seed=args.seed, bf16=args.bf16, max_minutes=args.max_minutes, init=args.init, warmup_epochs=args.warmup_epochs,
             refit_stats=args.refit_stats, photos=tuple(photos), photo_share=args.photo_share, folds=args.folds,
             fold=args.fold, keep_epoch=args.keep_epoch, fer2013_weight=args.fer2013_weight,
+            fer2013_spare_contempt=args.fer2013_spare_contempt,
             augment=augment,
             model=FusionConfig(mode=args.mode, image_size=args.image_size, fusion=args.fusion),
         )

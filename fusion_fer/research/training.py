@@ -58,6 +58,9 @@ class TrainConfig:
     # The raters relabelled 4 faces in 10; a little of the original label keeps a model that learns FER+ (and photos)
     # from drifting away from FER2013's answers as well.
     fer2013_weight: float = 0.0
+    # FER2013 has no contempt: with this, its label takes its share only of the votes it can express (a face's
+    # weight is fer2013_weight x (1 - its contempt share)), so it moves a face the raters call contempt less
+    fer2013_spare_contempt: bool = False
     init: str | None = None  # start from this model folder or run folder (fine-tuning); a new head if the classes differ
     refit_stats: bool = False  # fine-tuning: standardise landmarks with this cache's statistics, not the init model's (a new mesh model)
     seed: int = 0
@@ -80,6 +83,8 @@ class TrainConfig:
             raise ValueError(f"fer2013_weight is a share of the target, between 0 and 1, not {self.fer2013_weight}")
         if self.fer2013_weight and self.labels != "ferplus8":
             raise ValueError("fer2013_weight mixes FER2013's label into FER+ vote targets: it needs labels ferplus8")
+        if self.fer2013_spare_contempt and not self.fer2013_weight:
+            raise ValueError("fer2013_spare_contempt shapes fer2013_weight's mix: it needs a fer2013_weight")
         if self.model.num_classes != len(classes_of(self.labels)):
             self.model = replace(self.model, num_classes=len(classes_of(self.labels)))
         if self.device not in ("auto", "cpu", "cuda"):
@@ -119,17 +124,21 @@ def _votes(cache: Cache) -> np.ndarray:
     return cache.ferplus_votes
 
 
-def training_targets(cache: Cache, labels: str, fer2013_weight: float = 0.0) -> tuple[np.ndarray, np.ndarray | None]:
+def training_targets(cache: Cache, labels: str, fer2013_weight: float = 0.0,
+                     spare_contempt: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """What training fits: (hard labels for sampling and train accuracy, -1 = row not used;
     soft targets (N, C) or None). FER+ 8-class: the vote distribution of every face whose top
     vote is an emotion, mixed with `fer2013_weight` of the face's FER2013 label where it has one
-    (FER2013's 7 classes are the first 7 of FER+'s 8); its hard label is the target's argmax."""
+    (FER2013's 7 classes are the first 7 of FER+'s 8); its hard label is the target's argmax.
+    `spare_contempt`: that weight times the face's share of votes that are not contempt (FER2013 has no
+    contempt, so its label moves the raters' contempt less)."""
     if labels == "ferplus8":
         _, soft, usable = ferplus8(_votes(cache))
         if fer2013_weight:
             own = (cache.labels >= 0) & usable
             onehot = np.eye(soft.shape[1], dtype=np.float32)[np.where(own, cache.labels, 0)]
-            soft = np.where(own[:, None], (1 - fer2013_weight) * soft + fer2013_weight * onehot, soft).astype(np.float32)
+            w = fer2013_weight * (1 - soft[:, [FERPLUS_CLASSES.index("contempt")]]) if spare_contempt else fer2013_weight
+            soft = np.where(own[:, None], (1 - w) * soft + w * onehot, soft).astype(np.float32)
         return np.where(usable, soft.argmax(1), -1).astype(np.int64), soft
     return cache_labels(cache, labels), None
 
@@ -344,7 +353,7 @@ def train(cache: Cache, out_dir: str | os.PathLike, config: TrainConfig, resume:
     gen = torch.Generator().manual_seed(config.seed)
 
     labels = cache_labels(cache, config.labels)
-    train_labels, soft = training_targets(cache, config.labels, config.fer2013_weight)
+    train_labels, soft = training_targets(cache, config.labels, config.fer2013_weight, config.fer2013_spare_contempt)
     train_idx = np.flatnonzero((cache.splits == 0) & (train_labels >= 0) & cache.face)
     val_idx = np.flatnonzero((cache.splits == 1) & (labels >= 0) & cache.face)
     public_idx = np.flatnonzero((cache.splits == 1) & ((labels >= 0) | (cache.labels >= 0)) & cache.face)

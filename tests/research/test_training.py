@@ -143,6 +143,29 @@ def test_fer2013_weight_mixes_the_original_label_into_the_vote_targets():
         TrainConfig(labels="ferplus8", fer2013_weight=1.5)
 
 
+def test_sparing_contempt_keeps_the_raters_contempt_and_mixes_the_rest_as_before():
+    """FER2013 has no contempt: with spare_contempt its label's weight is w x the share of votes that are not
+    contempt. A face the raters call contempt 6 to 4 keeps that answer at w = 0.25, which the plain mix turns to
+    FER2013's neutral; a face without contempt votes is mixed exactly as without it."""
+    from types import SimpleNamespace
+
+    from fusion_fer.labels import FERPLUS_CLASSES
+    from fusion_fer.research.training import training_targets
+
+    # Columns: neutral, happiness, surprise, sadness, anger, disgust, fear, contempt, unknown, NF.
+    votes = np.array([[4, 0, 0, 0, 0, 0, 0, 6, 0, 0],   # raters: contempt 6 to neutral 4; FER2013 said neutral
+                      [0, 4, 6, 0, 0, 0, 0, 0, 0, 0]])  # no contempt vote: surprise 6 to 4; FER2013 said happy
+    cache = SimpleNamespace(ferplus_votes=votes, labels=np.array([6, 3]))
+    contempt, neutral = FERPLUS_CLASSES.index("contempt"), FERPLUS_CLASSES.index("neutral")
+    plain_hard, plain = training_targets(cache, "ferplus8", fer2013_weight=0.25)
+    hard, soft = training_targets(cache, "ferplus8", fer2013_weight=0.25, spare_contempt=True)
+    assert plain_hard[0] == neutral and hard[0] == contempt  # the plain mix overrules the raters' contempt
+    assert np.isclose(soft[0, contempt], 0.6 * (1 - 0.25 * 0.4)) and np.isclose(soft[0].sum(), 1)
+    assert np.allclose(soft[1], plain[1]) and hard[1] == plain_hard[1]
+    with pytest.raises(ValueError, match="needs a fer2013_weight"):
+        TrainConfig(labels="ferplus8", fer2013_spare_contempt=True)
+
+
 def test_a_photo_run_logs_publictest_with_fer2013s_labels_too(tiny_cache, photo_cache, tmp_path):
     """The log's FER2013 column is the mirrored argmax over all 8 classes against FER2013's own labels."""
     from fusion_fer.research.training import load_run_model, predict_cache
