@@ -13,7 +13,6 @@ inside the package and is checked against its sha256 whenever it is loaded.
 """
 from __future__ import annotations
 
-import atexit
 import hashlib
 import json
 import os
@@ -146,16 +145,6 @@ class MeshConfig:
     min_detection_confidence: float = 0.3  # FER crops are small and blurry; 0.5 loses more faces
 
 
-_OPEN: weakref.WeakSet = weakref.WeakSet()
-
-
-@atexit.register
-def _close_all() -> None:
-    # MediaPipe's own finaliser fails with a traceback when it runs after the interpreter has torn its modules down
-    for mesh in list(_OPEN):
-        mesh.close()
-
-
 class FaceMesh:
     """MediaPipe's Face Landmarker (468 mesh points and 52 blendshapes) on single face crops.
 
@@ -177,15 +166,14 @@ class FaceMesh:
             running_mode=VisionTaskRunningMode.IMAGE, num_faces=1, min_face_detection_confidence=conf,
             min_face_presence_confidence=conf, output_face_blendshapes=True)
         self._landmarker = FaceLandmarker.create_from_options(options)
-        # This finaliser holds the landmarker, so MediaPipe's own __del__ never closes it inside a garbage
-        # collection: there the landmarker's worker thread may already have been told to stop (its executor
-        # unreachable too), and the close waits for it forever.
+        # This finaliser holds the landmarker, so MediaPipe's own __del__ never closes it: inside a garbage
+        # collection the landmarker's worker thread may already have been told to stop (its executor unreachable
+        # too), and the close would wait for it forever; after the interpreter has torn its modules down it fails
+        # with a traceback. The finaliser runs when the mesh is freed, or at exit (atexit) for one still open.
         self._finalizer = weakref.finalize(self, self._landmarker.close)
         self._lock = PriorityLock()
-        _OPEN.add(self)
 
     def close(self) -> None:
-        _OPEN.discard(self)
         self._finalizer()
 
     def __call__(self, crop: np.ndarray, urgent: bool = False) -> MeshResult | None:

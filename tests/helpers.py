@@ -2,6 +2,8 @@
 group photos with known face boxes, and a fake-camera clip for Chromium."""
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -280,3 +282,26 @@ def start_webcam(page, timeout_ms: float = 60_000) -> None:
     page.get_by_role("tab", name="Webcam").click(timeout=timeout_ms)
     page.get_by_text("Click to Access Webcam").click(timeout=timeout_ms)
     page.locator("button:visible", has_text=re.compile("Start live analysis|Record")).first.click(timeout=timeout_ms)
+
+
+def web_page_faces(page, path: str | Path, model: str | None = None) -> list[dict]:
+    """On the static web app's page: uploads a photo (with `model` chosen first, when given) and returns the
+    faces of its result, once the page has written the result for that file and model."""
+    path = Path(path)
+    if model is not None and page.locator("#model").input_value() != model:
+        page.select_option("#model", model)
+    # a new upload of the same photo must be waited for too: the last result goes, and the input forgets its file
+    page.evaluate("() => { document.querySelector('#result-json').textContent = ''; document.querySelector('#photo').value = ''; }")
+    page.set_input_files("#photo", str(path))
+    want = json.dumps({"file": path.name, "model": model or page.locator("#model").input_value()}, separators=(",", ":"))[1:-1]
+    page.wait_for_function(f"() => document.querySelector('#result-json').textContent.startsWith('{{' + {json.dumps(want)})",
+                           timeout=60_000)
+    return json.loads(page.locator("#result-json").text_content())["faces"]
+
+
+def web_build():
+    """web/build.py as a module (it is a script, outside the package)."""
+    spec = importlib.util.spec_from_file_location("web_build", ROOT / "web" / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -8,7 +8,6 @@ reason where they are missing, unless FUSION_FER_REQUIRE_BROWSER is set (CI).
 from __future__ import annotations
 
 import csv
-import json
 import os
 import shutil
 import subprocess
@@ -16,13 +15,12 @@ import sys
 import threading
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from .conftest import ROOT, SHARED_DATA
-from .helpers import FAKE_CAMERA_ARGS, write_y4m
+from .helpers import FAKE_CAMERA_ARGS, web_build, web_page_faces, write_y4m
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 MODULES = ROOT / "web" / "node_modules"
@@ -74,16 +72,6 @@ def _open(browser, site, requests: list | None = None):
     return ctx, page
 
 
-def _page_faces(page, path: Path, model: str | None = None) -> list[dict]:
-    if model is not None and page.locator("#model").input_value() != model:
-        page.select_option("#model", model)
-    page.set_input_files("#photo", str(path))
-    want = json.dumps({"file": path.name, "model": model or page.locator("#model").input_value()}, separators=(",", ":"))[1:-1]
-    page.wait_for_function(f"() => document.querySelector('#result-json').textContent.startsWith('{{' + {json.dumps(want)})",
-                           timeout=60_000)
-    return json.loads(page.locator("#result-json").text_content())["faces"]
-
-
 def test_the_page_labels_the_sample_photos_as_python_does_with_every_model(browser, site):
     """The same label as the Python predictor wherever Python's answer is not a near tie (top two within 0.05),
     with every shipped model."""
@@ -98,7 +86,7 @@ def test_the_page_labels_the_sample_photos_as_python_does_with_every_model(brows
             predictor = load_predictor(name)
             for photo in (grace_hopper(), astronaut()):
                 python = predictor.predict(str(photo))
-                web = _page_faces(page, photo, name)
+                web = web_page_faces(page, photo, name)
                 assert len(web) == len(python) == 1, (name, photo.name, web)
                 top = sorted(python[0].probs.values(), reverse=True)
                 if top[0] - top[1] >= 0.05:
@@ -129,7 +117,7 @@ def test_the_page_finds_the_faces_python_finds_with_the_same_boxes(browser, site
     try:
         for photo in photos:
             python = [f.box for f in predictor.detector.detect(str(photo))]
-            web = [f["box"] for f in _page_faces(page, photo)]
+            web = [f["box"] for f in web_page_faces(page, photo)]
             assert len(web) == len(python) >= 1, (photo.name, web, python)
             assert np.abs(np.array(web) - np.array(python)).max() < 1.0, (photo.name, web, python)
         if selfie.exists():
@@ -154,7 +142,7 @@ def test_a_photo_larger_than_the_detection_size_gives_pythons_face_and_label(bro
     python = load_predictor().predict(str(path))
     ctx, page = _open(browser, site)
     try:
-        web = _page_faces(page, path)
+        web = web_page_faces(page, path)
     finally:
         ctx.close()
     assert len(web) == len(python) == 1
@@ -184,13 +172,13 @@ def test_a_photo_without_a_face_a_tiny_one_and_a_broken_file_are_answered_and_th
     try:
         for path in (plain, tiny):
             assert predictor.predict(str(path)) == []
-            assert _page_faces(page, path) == []
+            assert web_page_faces(page, path) == []
             assert page.locator("#message").inner_text() == "No face found in this photo."
         page.set_input_files("#photo", str(broken))
         page.wait_for_function("() => document.querySelector('#message').textContent.startsWith('Could not analyse')",
                                timeout=30_000)
         assert "broken.jpg is not an image" in page.locator("#message").inner_text()
-        assert len(_page_faces(page, astronaut())) == 1 and page.locator("#message").inner_text() == ""
+        assert len(web_page_faces(page, astronaut())) == 1 and page.locator("#message").inner_text() == ""
     finally:
         ctx.close()
 
@@ -216,7 +204,7 @@ def test_on_sixty_posed_photos_the_page_agrees_with_python(browser, site):
                 path = TAIWANESE / r["file"]
                 faces = predictor.predict(str(path))
                 py.append(faces[0].label if faces else None)
-                page_faces = _page_faces(page, path, name)
+                page_faces = web_page_faces(page, path, name)
                 web.append(page_faces[0]["label"] if page_faces else None)
             acc_py = np.mean([p == t for p, t in zip(py, truth)])
             acc_web = np.mean([w == t for w, t in zip(web, truth)])
@@ -241,6 +229,22 @@ def test_the_built_folder_is_a_static_space_whose_card_names_its_models_and_thei
     assert "non-commercial" in card
 
 
+
+def test_the_built_folder_has_the_licence_of_every_model_from_elsewhere_beside_it(site):
+    """The Face Landmarker bundle (Apache-2.0) and MTCNN's networks (facenet-pytorch's weights, MIT) ship in the
+    static Space with their licences and the checksums the build verified."""
+    from urllib.request import urlopen
+
+    from fusion_fer.landmarks import TASK_SHA256
+
+    web = web_build()
+    notice = urlopen(site + "assets/NOTICE").read().decode()
+    assert "Apache License, Version 2.0" in notice and TASK_SHA256 in notice
+    mtcnn = urlopen(site + "assets/mtcnn/NOTICE").read().decode()
+    assert "MIT licence" in mtcnn and all(h in mtcnn for h in web.MTCNN_SHA256.values())
+    assert "Timothy Esler" in urlopen(site + "assets/mtcnn/LICENSE.md").read().decode()
+
+
 def test_the_page_works_offline_and_its_first_load_is_under_40_mb(browser, site):
     """Every request goes to the local server; with the network cut after loading, a photo is still
     analysed; the first load (wasm, the default model, the landmarker) stays under 40 MB."""
@@ -255,7 +259,7 @@ def test_the_page_works_offline_and_its_first_load_is_under_40_mb(browser, site)
         assert loaded < FIRST_LOAD_LIMIT and loaded > 20_000_000  # the wasm files and a model did come
         assert any(r.url.endswith(".wasm") for r in requests) and any(r.url.endswith("model.onnx") for r in requests)
         ctx.set_offline(True)
-        faces = _page_faces(page, grace_hopper())
+        faces = web_page_faces(page, grace_hopper())
         assert len(faces) == 1 and faces[0]["label"]
         away = [r.url for r in requests if not r.url.startswith((site, "blob:", "data:"))]  # blob: and data: stay in the page
         assert not away, away

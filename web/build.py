@@ -6,11 +6,11 @@ What goes in:
   * web/src/*                                  the page (index.html, app.js, fer.js, style.css)
   * vendor/ort/                                onnxruntime-web's WebAssembly build (node_modules, package-lock.json)
   * vendor/mediapipe/                          @mediapipe/tasks-vision's bundle and WebAssembly files
-  * assets/face_landmarker.task                the same file the Python package ships (sha256-checked)
+  * assets/face_landmarker.task, NOTICE        the same file the Python package ships (sha256-checked), its licence
   * assets/mesh.json                           the mesh's left/right permutation and eye contours
   * assets/mtcnn/{pnet,rnet,onet}.onnx         the Python app's face detector (facenet-pytorch's MTCNN, its
-                                               weights from the facenet-pytorch wheel, float16 as the models'),
-                                               for photos
+                                               weights from the facenet-pytorch wheel, sha256-checked, float16 as
+                                               the models'), for photos; NOTICE and LICENSE.md beside them
   * models/NAME/config.json, model.onnx        every shipped model (artifacts/); the weights are stored as
                                                float16 with a cast to float32 at load: half the download
   * models/models.json, README.md              the names and the default; the static Space's card
@@ -21,6 +21,7 @@ dist/ is built.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import sys
@@ -35,6 +36,24 @@ VENDOR = {
     "mediapipe": ("@mediapipe/tasks-vision", ["vision_bundle.mjs", "wasm/vision_wasm_internal.js",
                                               "wasm/vision_wasm_internal.wasm"]),
 }
+
+# facenet-pytorch 2.5.3's MTCNN weights (data/*.pt in its wheel): the page ships networks made from these files
+MTCNN_SHA256 = {
+    "pnet": "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f",
+    "rnet": "bbb937de72efc9ef83b186c49f5f558467a1d7e3453a8ece0d71a886633f6a86",
+    "onet": "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d",
+}
+
+MTCNN_NOTICE = """MTCNN (pnet.onnx, rnet.onnx, onet.onnx)
+======================================
+
+The face detector of "Joint Face Detection and Alignment using Multi-task Cascaded Convolutional Networks"
+(Zhang et al., 2016), with the weights that facenet-pytorch 2.5.3 ships (data/*.pt; MIT licence, Copyright
+(c) 2019 Timothy Esler, LICENSE.md here), exported to ONNX by fusion_fer's web/build.py, float16 weights.
+
+The source files' sha256, checked before every export:
+{sums}
+"""
 
 CARD = """---
 title: fusion_fer in your browser
@@ -85,16 +104,30 @@ def half_weights(src: Path, dst: Path) -> None:
     onnx.save(model, str(dst))
 
 
+def check_mtcnn_weights(folder: Path) -> None:
+    """Refuses MTCNN weight files that are not the pinned ones (MTCNN_SHA256)."""
+    for name, want in MTCNN_SHA256.items():
+        got = hashlib.sha256((folder / f"{name}.pt").read_bytes()).hexdigest()
+        if got != want:
+            raise SystemExit(f"{folder / name}.pt is not facenet-pytorch 2.5.3's MTCNN weights: sha256 {got}, expected {want}")
+
+
 def export_mtcnn(dest: Path) -> None:
     """facenet-pytorch's three MTCNN networks as ONNX (the proposal network for any image size, the other two
-    for any number of candidates): the page finds a photo's faces as the Python app does (web/src/mtcnn.js)."""
+    for any number of candidates): the page finds a photo's faces as the Python app does (web/src/mtcnn.js).
+    Their licence and the source files' checksums go beside them."""
     import warnings
+    from importlib.metadata import distribution
 
+    import facenet_pytorch
     import torch
     from facenet_pytorch import MTCNN
 
+    check_mtcnn_weights(Path(facenet_pytorch.__file__).parent / "data")
     mtcnn = MTCNN(device="cpu").eval()
     dest.mkdir(parents=True)
+    (dest / "LICENSE.md").write_text(distribution("facenet-pytorch").read_text("LICENSE.md"))
+    (dest / "NOTICE").write_text(MTCNN_NOTICE.format(sums="\n".join(f"  {n}.pt  {h}" for n, h in MTCNN_SHA256.items())))
     nets = {"pnet": (mtcnn.pnet, (1, 3, 48, 64), ["reg", "prob"]), "rnet": (mtcnn.rnet, (2, 3, 24, 24), ["reg", "prob"]),
             "onet": (mtcnn.onet, (2, 3, 48, 48), ["reg", "points", "prob"])}
     for name, (net, shape, outputs) in nets.items():
@@ -111,7 +144,7 @@ def export_mtcnn(dest: Path) -> None:
 
 def build(out: Path, models: Path | None = None) -> dict:
     from fusion_fer.artifacts import DEFAULT_DIR, collection
-    from fusion_fer.landmarks import TASK_FILE, eye_indices, mirror_index, read_task_file
+    from fusion_fer.landmarks import ASSETS, TASK_FILE, eye_indices, mirror_index, read_task_file
 
     modules = WEB / "node_modules"
     if not modules.is_dir():
@@ -128,6 +161,7 @@ def build(out: Path, models: Path | None = None) -> dict:
             shutil.copy(modules / folder / f, dest)
     (out / "assets").mkdir()
     (out / "assets" / TASK_FILE.name).write_bytes(read_task_file())
+    shutil.copy(ASSETS / "NOTICE", out / "assets" / "NOTICE")
     left, right = eye_indices()
     (out / "assets" / "mesh.json").write_text(json.dumps({
         "mirror_index": mirror_index().tolist(), "eye_left": left.tolist(), "eye_right": right.tolist()}))

@@ -145,9 +145,10 @@ export class Pipeline {
   }
 
   /** One face: crop, mesh, network. `live`: false for a photo (every framing with its mirror), or the
-   * view a live frame reads ("plain" or "mirror", one framing). `fc`: the crop's calibration. */
-  async classify(m, gray, face, live, keepMesh = null, fc = m.config.face) {
+   * view a live frame reads ("plain" or "mirror", one framing). */
+  async classify(m, gray, face, live, keepMesh = null) {
     const cfg = m.config;
+    const fc = cfg.face;
     const { w, h } = gray;
     const size = CROP;
     const t0 = performance.now();
